@@ -1,0 +1,241 @@
+// Package app runs lameduck: it wires the parts together, serves, and on the
+// first signal runs the shutdown sequence that loses nothing. The sequence
+// reads top to bottom in (*service).shutdown.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/lameduck/lameduck/internal/config"
+	"github.com/lameduck/lameduck/internal/health"
+	"github.com/lameduck/lameduck/internal/metrics"
+	"github.com/lameduck/lameduck/internal/queue"
+	"github.com/lameduck/lameduck/internal/server"
+)
+
+// Errors Run returns after a shutdown that was not clean.
+var (
+	// ErrLost means the sequence completed but cut requests or dropped jobs.
+	ErrLost = errors.New("shutdown lost work")
+	// ErrAborted means a second signal ended the sequence early.
+	ErrAborted = errors.New("shutdown aborted by a second signal")
+)
+
+// handlerExit bounds how long handlers cut at the shutdown deadline get to
+// return (their contexts are cancelled) before the queue closes.
+const handlerExit = 500 * time.Millisecond
+
+// Run serves until the first value on signals (or until ctx ends), then runs
+// the shutdown sequence; a second value on signals aborts it. It returns nil
+// after a clean shutdown, an error wrapping ErrLost or ErrAborted otherwise,
+// or the error that kept it from serving.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-chan os.Signal, info health.BuildInfo) error {
+	appLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on LAMEDUCK_HTTP_ADDR: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		_ = appLn.Close()
+		return fmt.Errorf("listen on LAMEDUCK_ADMIN_ADDR: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &service{
+		cfg: cfg, logger: logger,
+		metrics: metrics.New(reg), gate: &health.Gate{},
+		conns: newConnTracker(), listenersClosed: make(chan struct{}),
+	}
+	s.queue = queue.New(cfg.QueueSize, cfg.Workers, logger, s.metrics)
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	s.app = &http.Server{
+		Handler:           server.New(cfg, logger, s.metrics, s.gate, s.queue),
+		ConnState:         s.conns.hook,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errorLog,
+	}
+	s.app.RegisterOnShutdown(func() { close(s.listenersClosed) })
+	s.admin = &http.Server{
+		Handler:           health.NewHandler(s.gate, reg, reg, info),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errorLog,
+	}
+
+	var serving sync.WaitGroup
+	serveErrs := make(chan error, 2)
+	for _, p := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{s.app, appLn}, {s.admin, adminLn}} {
+		serving.Go(func() {
+			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
+				serveErrs <- fmt.Errorf("serve on %s: %w", p.ln.Addr(), err)
+			}
+		})
+	}
+	defer serving.Wait()
+	logger.Info("serving", "http_addr", appLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"version", info.Version, "commit", info.Commit, "shutdown_budget", cfg.Budget().String(),
+		"grace_period", cfg.GracePeriod.String())
+
+	var cause string
+	var serveErr error
+	select {
+	case sig := <-signals:
+		cause = "signal " + sig.String()
+	case <-ctx.Done():
+		cause = "context: " + context.Cause(ctx).Error()
+	case serveErr = <-serveErrs:
+		cause = "serve failed: " + serveErr.Error()
+		logger.Error("serve failed, shutting down", "err", serveErr)
+	}
+
+	abort, stopWatch := watchSecondSignal(signals)
+	defer stopWatch()
+	return errors.Join(serveErr, s.shutdown(abort, cause))
+}
+
+// service is lameduck's running state between start-up and exit.
+type service struct {
+	cfg     config.Config
+	logger  *slog.Logger
+	metrics *metrics.Metrics
+	gate    *health.Gate
+	queue   *queue.Queue
+	conns   *connTracker
+
+	app, admin      *http.Server
+	listenersClosed chan struct{} // closed once app.Shutdown has closed the app listener
+}
+
+// shutdown runs the sequence, in order. abort ends when a second signal
+// arrives: every phase then stops at once and what it abandons is logged.
+func (s *service) shutdown(abort context.Context, cause string) error {
+	start := time.Now()
+	s.logger.Info("shutdown started", "cause", cause, "prestop_delay", s.cfg.PrestopDelay.String(),
+		"shutdown_timeout", s.cfg.ShutdownTimeout.String(), "drain_timeout", s.cfg.DrainTimeout.String())
+	defer s.admin.Close() // 6. The admin listener closes last.
+
+	// 1. Readiness fails at once; app responses now carry Connection: close.
+	s.gate.Close()
+
+	// 2. preStop: keep serving everything while endpoints stop routing here.
+	sleep(abort, s.cfg.PrestopDelay)
+	prestop := time.Since(start)
+	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhasePrestop).Set(prestop.Seconds())
+
+	// 3. Stop listening; wait for in-flight requests (they may still enqueue).
+	t := time.Now()
+	cut := s.shutdownHTTP(abort)
+	httpPhase := time.Since(t)
+	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhaseHTTP).Set(httpPhase.Seconds())
+
+	// 4. No request can reach the queue now: close it and drain it.
+	t = time.Now()
+	drainCtx, cancel := context.WithTimeout(abort, s.cfg.DrainTimeout)
+	stats := s.queue.Drain(drainCtx)
+	cancel()
+	queuePhase := time.Since(t)
+	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhaseQueue).Set(queuePhase.Seconds())
+
+	// 5. One honest account.
+	record := []any{
+		"jobs_accepted", stats.Accepted, "jobs_processed", stats.Processed, "jobs_dropped", stats.Dropped,
+		"requests_cut", cut, "requests_after_signal", counterValue(s.metrics.RequestsAfterSignal),
+		"prestop_seconds", seconds(prestop), "http_seconds", seconds(httpPhase),
+		"queue_seconds", seconds(queuePhase), "total_seconds", seconds(time.Since(start)),
+	}
+	if abort.Err() != nil {
+		s.logger.Error("shutdown aborted", record...)
+		return fmt.Errorf("%w: %d requests cut, %d jobs dropped", ErrAborted, cut, stats.Dropped)
+	}
+	s.logger.Info("shutdown complete", record...)
+	if cut > 0 || stats.Dropped > 0 {
+		return fmt.Errorf("%w: %d requests cut, %d jobs dropped", ErrLost, cut, stats.Dropped)
+	}
+	return nil
+}
+
+// shutdownHTTP closes the app listener and waits, at most ShutdownTimeout,
+// for in-flight requests. It returns as soon as the last one finishes (not at
+// http.Server.Shutdown's next poll), and returns the number of requests still
+// running at the deadline, which it cuts.
+func (s *service) shutdownHTTP(abort context.Context) (cut int) {
+	ctx, cancel := context.WithTimeout(abort, s.cfg.ShutdownTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.app.Shutdown(ctx) }()
+	defer func() { <-done }()
+	<-s.listenersClosed // Shutdown closes the listener before anything else
+
+	if err := s.conns.waitQuiet(ctx); err == nil {
+		cancel()      // every request has finished: stop Shutdown's polling
+		s.app.Close() // and close the idle keep-alive connections it had not reached
+		return 0
+	}
+	cut = s.conns.active()
+	s.logger.Warn("cutting requests still running", "requests_cut", cut, "aborted", abort.Err() != nil)
+	s.app.Close() // cancels the cut requests' contexts; give their handlers a moment to return
+	exit, cancelExit := context.WithTimeout(abort, handlerExit)
+	defer cancelExit()
+	if err := s.conns.waitQuiet(exit); err != nil {
+		s.logger.Warn("handlers still running after their requests were cut", "err", err)
+	}
+	return cut
+}
+
+// watchSecondSignal returns a context that ends when a value arrives on
+// signals, and a stop function that ends the watching goroutine and waits
+// for it.
+func watchSecondSignal(signals <-chan os.Signal) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case sig := <-signals:
+			cancel(fmt.Errorf("second signal %s", sig))
+		case <-stop:
+		}
+	})
+	return ctx, func() {
+		close(stop)
+		wg.Wait()
+		cancel(nil)
+	}
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
+
+// counterValue reads a counter's current value.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return math.NaN()
+	}
+	return m.GetCounter().GetValue()
+}

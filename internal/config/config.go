@@ -1,0 +1,166 @@
+// Package config loads lameduck's configuration from LAMEDUCK_* environment
+// variables and validates it, including the shutdown budget against the pod's
+// termination grace period.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix is the prefix of every environment variable lameduck reads.
+const Prefix = "LAMEDUCK"
+
+// GraceSpare is the least time the shutdown budget must leave unused inside
+// the grace period, for process exit and the kubelet's own bookkeeping.
+const GraceSpare = time.Second
+
+// ErrInvalid marks every configuration error; callers map it to exit code 2.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is lameduck's whole configuration. Fields carry split_words and no
+// explicit envconfig tag on purpose: an explicit tag makes envconfig fall back
+// to the unprefixed name (WORKERS, PORT...), which must never be read.
+type Config struct {
+	HTTPAddr  string `split_words:"true" default:":8080" desc:"address of the app listener (/hello, /jobs)"`
+	AdminAddr string `split_words:"true" default:":8086" desc:"address of the admin listener (/live, /ready, /metrics, /version)"`
+
+	HelloDelay time.Duration `split_words:"true" default:"0s" desc:"default delay of GET /hello (override per request with ?delay=)"`
+	MaxDelay   time.Duration `split_words:"true" default:"30s" desc:"cap on ?delay= and ?work= durations"`
+	MaxBody    int64         `split_words:"true" default:"65536" desc:"largest POST /jobs body in bytes (larger is 413)"`
+
+	QueueSize   int           `split_words:"true" default:"1000" desc:"capacity of the in-memory job queue (full is 503)"`
+	Workers     int           `split_words:"true" default:"4" desc:"number of job workers"`
+	JobDuration time.Duration `split_words:"true" default:"50ms" desc:"simulated work per job (override per job with ?work=)"`
+
+	IdempotencyTTL     time.Duration `split_words:"true" default:"10m" desc:"how long an Idempotency-Key is remembered"`
+	IdempotencyMaxKeys int           `split_words:"true" default:"100000" desc:"most Idempotency-Keys remembered at once (oldest forgotten first)"`
+
+	PrestopDelay    time.Duration `split_words:"true" default:"5s" desc:"after SIGTERM: keep serving (readiness failing, keep-alives off) this long"`
+	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"then: longest wait for in-flight requests (http.Server.Shutdown)"`
+	DrainTimeout    time.Duration `split_words:"true" default:"5s" desc:"then: longest wait for queued jobs to be processed"`
+	GracePeriod     time.Duration `split_words:"true" default:"30s" desc:"the pod's terminationGracePeriodSeconds; the three above + 1s must fit in it"`
+
+	LogFormat string `split_words:"true" default:"json" desc:"log format: json or text"`
+	LogLevel  string `split_words:"true" default:"info" desc:"log level: debug, info, warn or error"`
+}
+
+// Load reads the configuration from the environment and validates it. Every
+// error it returns wraps ErrInvalid and names the variable at fault.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate reports every problem in c at once, each naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, field, fmt.Sprintf(format, args...)))
+	}
+	if c.HTTPAddr == "" {
+		bad("HTTP_ADDR", "must not be empty")
+	}
+	if c.AdminAddr == "" {
+		bad("ADMIN_ADDR", "must not be empty")
+	}
+	if c.HTTPAddr != "" && c.HTTPAddr == c.AdminAddr && !strings.HasSuffix(c.HTTPAddr, ":0") {
+		bad("ADMIN_ADDR", "must differ from LAMEDUCK_HTTP_ADDR (%q)", c.HTTPAddr)
+	}
+	durations := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"HELLO_DELAY", c.HelloDelay}, {"MAX_DELAY", c.MaxDelay}, {"JOB_DURATION", c.JobDuration},
+		{"IDEMPOTENCY_TTL", c.IdempotencyTTL}, {"PRESTOP_DELAY", c.PrestopDelay},
+		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"DRAIN_TIMEOUT", c.DrainTimeout}, {"GRACE_PERIOD", c.GracePeriod},
+	}
+	for _, d := range durations {
+		if d.d < 0 {
+			bad(d.name, "must not be negative, got %s", d.d)
+		}
+	}
+	if c.HelloDelay > c.MaxDelay {
+		bad("HELLO_DELAY", "%s exceeds LAMEDUCK_MAX_DELAY (%s)", c.HelloDelay, c.MaxDelay)
+	}
+	if c.JobDuration > c.MaxDelay {
+		bad("JOB_DURATION", "%s exceeds LAMEDUCK_MAX_DELAY (%s)", c.JobDuration, c.MaxDelay)
+	}
+	if c.MaxBody < 1 {
+		bad("MAX_BODY", "must be at least 1 byte, got %d", c.MaxBody)
+	}
+	if c.QueueSize < 1 {
+		bad("QUEUE_SIZE", "must be at least 1, got %d", c.QueueSize)
+	}
+	if c.Workers < 1 {
+		bad("WORKERS", "must be at least 1, got %d", c.Workers)
+	}
+	if c.IdempotencyMaxKeys < 1 {
+		bad("IDEMPOTENCY_MAX_KEYS", "must be at least 1, got %d", c.IdempotencyMaxKeys)
+	}
+	if c.ShutdownTimeout == 0 {
+		bad("SHUTDOWN_TIMEOUT", "must be positive: in-flight requests need time to finish")
+	}
+	if need := c.Budget() + GraceSpare; need > c.GracePeriod {
+		bad("GRACE_PERIOD", "%s is too short: LAMEDUCK_PRESTOP_DELAY (%s) + LAMEDUCK_SHUTDOWN_TIMEOUT (%s) + LAMEDUCK_DRAIN_TIMEOUT (%s) + %s spare = %s; the kubelet would SIGKILL work in progress",
+			c.GracePeriod, c.PrestopDelay, c.ShutdownTimeout, c.DrainTimeout, GraceSpare, need)
+	}
+	if _, err := c.Level(); err != nil {
+		bad("LOG_LEVEL", "%v", err)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+}
+
+// Budget is the longest the shutdown sequence may take.
+func (c Config) Budget() time.Duration {
+	return c.PrestopDelay + c.ShutdownTimeout + c.DrainTimeout
+}
+
+// Level parses LogLevel.
+func (c Config) Level() (slog.Level, error) {
+	var l slog.Level
+	switch strings.ToLower(c.LogLevel) {
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		return 0, fmt.Errorf("unknown level %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	return l, nil
+}
+
+// Usage writes every variable with its type, default and meaning to w.
+func Usage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 1, 0, 4, ' ', 0)
+	if err := envconfig.Usagef(Prefix, &Config{}, tw, envconfig.DefaultTableFormat); err != nil {
+		return fmt.Errorf("print usage: %w", err)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print usage: %w", err)
+	}
+	return nil
+}

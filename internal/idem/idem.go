@@ -1,0 +1,76 @@
+// Package idem remembers Idempotency-Key headers for a bounded time and a
+// bounded number of keys, so a retried request is answered with the result of
+// the first instead of being performed twice.
+package idem
+
+import (
+	"container/list"
+	"sync"
+	"time"
+)
+
+// Store maps keys to the id of the job they created. The zero value is not
+// usable; create one with New. It is safe for concurrent use.
+type Store struct {
+	ttl time.Duration
+	max int
+	now func() time.Time
+
+	mu    sync.Mutex
+	byKey map[string]*list.Element
+	order *list.List // of *entry, oldest first
+}
+
+type entry struct {
+	key     string
+	id      string
+	expires time.Time
+}
+
+// New returns a Store that remembers a key for ttl and at most max keys at
+// once, forgetting the oldest first.
+func New(ttl time.Duration, max int) *Store {
+	return &Store{ttl: ttl, max: max, now: time.Now, byKey: map[string]*list.Element{}, order: list.New()}
+}
+
+// Do returns the id stored for key, with seen true, when key is remembered.
+// Otherwise it calls create while holding the store's lock (so concurrent
+// requests with one key create once) and, when create succeeds, remembers its
+// id. create must not block.
+func (s *Store) Do(key string, create func() (string, error)) (id string, seen bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.expire(now)
+	if e, ok := s.byKey[key]; ok {
+		return e.Value.(*entry).id, true, nil
+	}
+	id, err = create()
+	if err != nil {
+		return "", false, err
+	}
+	for s.order.Len() >= s.max {
+		s.remove(s.order.Front())
+	}
+	s.byKey[key] = s.order.PushBack(&entry{key: key, id: id, expires: now.Add(s.ttl)})
+	return id, false, nil
+}
+
+// Len returns the number of keys remembered.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.order.Len()
+}
+
+// expire forgets the keys whose time is up; entries are in expiry order.
+func (s *Store) expire(now time.Time) {
+	for f := s.order.Front(); f != nil && !now.Before(f.Value.(*entry).expires); f = s.order.Front() {
+		s.remove(f)
+	}
+}
+
+func (s *Store) remove(e *list.Element) {
+	delete(s.byKey, e.Value.(*entry).key)
+	s.order.Remove(e)
+}

@@ -1,0 +1,101 @@
+// Package metrics defines lameduck's Prometheus collectors. Every labelled
+// series is created at start-up, so dashboards and alerts see it before the
+// first shutdown.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Shutdown phases, the values of the phase label.
+const (
+	PhasePrestop = "prestop"
+	PhaseHTTP    = "http"
+	PhaseQueue   = "queue"
+)
+
+// Rejection reasons, the values of the reason label.
+const (
+	ReasonFull   = "full"
+	ReasonClosed = "closed"
+)
+
+// Metrics holds every collector lameduck exports.
+type Metrics struct {
+	Requests            *prometheus.CounterVec
+	Inflight            prometheus.Gauge
+	RequestsAfterSignal prometheus.Counter
+	JobsAccepted        prometheus.Counter
+	JobsProcessed       prometheus.Counter
+	JobsRejected        *prometheus.CounterVec
+	JobsDropped         prometheus.Counter
+	QueueDepth          prometheus.Gauge
+	JobLatency          prometheus.Histogram
+	ShutdownPhase       *prometheus.GaugeVec
+
+	// codes caches the Requests counter of common status codes, so the hot
+	// path skips the label lookup.
+	codes map[int]prometheus.Counter
+}
+
+// New creates the collectors and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lameduck_http_requests_total", Help: "App requests answered, by status code.",
+		}, []string{"code"}),
+		Inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lameduck_http_inflight_requests", Help: "App requests being served now.",
+		}),
+		RequestsAfterSignal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lameduck_http_requests_after_signal_total",
+			Help: "App requests that arrived after SIGTERM: how long endpoint removal took to reach this pod.",
+		}),
+		JobsAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lameduck_jobs_accepted_total", Help: "Jobs accepted into the queue (answered 202).",
+		}),
+		JobsProcessed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lameduck_jobs_processed_total", Help: "Jobs processed to completion.",
+		}),
+		JobsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lameduck_jobs_rejected_total", Help: "Jobs refused (never accepted), by reason.",
+		}, []string{"reason"}),
+		JobsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lameduck_jobs_dropped_total", Help: "Accepted jobs left unprocessed at the drain deadline.",
+		}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lameduck_queue_depth", Help: "Jobs waiting in the queue.",
+		}),
+		JobLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lameduck_job_latency_seconds", Help: "Time from enqueue to processed.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		ShutdownPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lameduck_shutdown_phase_seconds", Help: "Duration of each phase of the last shutdown.",
+		}, []string{"phase"}),
+		codes: map[int]prometheus.Counter{},
+	}
+	reg.MustRegister(m.Requests, m.Inflight, m.RequestsAfterSignal, m.JobsAccepted, m.JobsProcessed,
+		m.JobsRejected, m.JobsDropped, m.QueueDepth, m.JobLatency, m.ShutdownPhase)
+	for _, p := range []string{PhasePrestop, PhaseHTTP, PhaseQueue} {
+		m.ShutdownPhase.WithLabelValues(p)
+	}
+	for _, r := range []string{ReasonFull, ReasonClosed} {
+		m.JobsRejected.WithLabelValues(r)
+	}
+	for _, c := range []int{200, 202, 400, 404, 405, 413, 500, 503} {
+		m.codes[c] = m.Requests.WithLabelValues(strconv.Itoa(c))
+	}
+	return m
+}
+
+// CountRequest counts one answered request with status code.
+func (m *Metrics) CountRequest(code int) {
+	if c, ok := m.codes[code]; ok {
+		c.Inc()
+		return
+	}
+	m.Requests.WithLabelValues(strconv.Itoa(code)).Inc()
+}

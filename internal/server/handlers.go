@@ -1,0 +1,134 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/lameduck/lameduck/internal/config"
+	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/queue"
+)
+
+// maxKeyLen bounds Idempotency-Key headers.
+const maxKeyLen = 256
+
+// handleHello answers "hello\n" after ?delay= (default def, at most max). A
+// client that goes away stops the wait.
+func handleHello(def, max time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := durationParam(r, "delay", def, max)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if d > 0 {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "hello\n")
+	})
+}
+
+// handleJobs accepts a job into q and answers 202 {"id": ...}. A full queue
+// is 503 with Retry-After; a known Idempotency-Key answers its first job's id.
+func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.Store) http.Handler {
+	retryAfter := strconv.Itoa(retryAfterSeconds(cfg))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		work, err := durationParam(r, "work", cfg.JobDuration, cfg.MaxDelay)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		key := r.Header.Get("Idempotency-Key")
+		if len(key) > maxKeyLen {
+			http.Error(w, fmt.Sprintf("Idempotency-Key longer than %d bytes", maxKeyLen), http.StatusBadRequest)
+			return
+		}
+		size, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, cfg.MaxBody))
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				http.Error(w, fmt.Sprintf("body larger than %d bytes", cfg.MaxBody), http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		create := func() (string, error) {
+			id := newID()
+			return id, q.Enqueue(queue.Job{ID: id, Work: work, Size: size})
+		}
+		var id string
+		seen := false
+		if key == "" {
+			id, err = create()
+		} else {
+			id, seen, err = keys.Do(key, create)
+		}
+		switch {
+		case errors.Is(err, queue.ErrFull), errors.Is(err, queue.ErrClosed):
+			w.Header().Set("Retry-After", retryAfter)
+			http.Error(w, "job not accepted: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		case err != nil:
+			logger.Error("enqueue failed", "err", err)
+			http.Error(w, "job not accepted", http.StatusInternalServerError)
+			return
+		}
+		if seen {
+			logger.Debug("job replayed", "job_id", id, "idempotency_key", key)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(struct {
+			ID string `json:"id"`
+		}{id})
+	})
+}
+
+// durationParam parses the query parameter name as a Go duration in [0, max];
+// a missing parameter yields def.
+func durationParam(r *http.Request, name string, def, max time.Duration) (time.Duration, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s=%q is not a duration such as 250ms or 2s", name, s)
+	case d < 0:
+		return 0, fmt.Errorf("%s=%s is negative", name, s)
+	case d > max:
+		return 0, fmt.Errorf("%s=%s exceeds the maximum of %s", name, s, max)
+	}
+	return d, nil
+}
+
+// retryAfterSeconds is how long, in whole seconds (at least 1), the workers
+// take to work through a full queue of default jobs.
+func retryAfterSeconds(cfg config.Config) int {
+	perJob := cfg.JobDuration.Seconds() / float64(cfg.Workers)
+	return max(1, int(math.Ceil(perJob*float64(cfg.QueueSize))))
+}
+
+// newID returns a random 128-bit job id in hex.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,15 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/lameduck/lameduck/internal/config"
+	"github.com/lameduck/lameduck/internal/idem"
+)
+
+func addRoutes(mux *http.ServeMux, cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.Store) {
+	mux.Handle("GET /hello", handleHello(cfg.HelloDelay, cfg.MaxDelay))
+	mux.Handle("POST /jobs", handleJobs(cfg, logger, q, keys))
+	mux.Handle("/", http.NotFoundHandler())
+}

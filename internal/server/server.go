@@ -1,0 +1,27 @@
+// Package server is lameduck's app HTTP handler: GET /hello, POST /jobs, and
+// the middleware that counts requests and turns keep-alives off while the
+// service drains.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/lameduck/lameduck/internal/config"
+	"github.com/lameduck/lameduck/internal/health"
+	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/metrics"
+	"github.com/lameduck/lameduck/internal/queue"
+)
+
+// Enqueuer is what the jobs handler needs of the queue.
+type Enqueuer interface {
+	Enqueue(queue.Job) error
+}
+
+// New returns the app handler with every route and the middleware.
+func New(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer) http.Handler {
+	mux := http.NewServeMux()
+	addRoutes(mux, cfg, logger, q, idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys))
+	return instrument(mux, m, gate)
+}

@@ -1,0 +1,94 @@
+// Command lameduck is an HTTP service that loses nothing when Kubernetes
+// stops it: on SIGTERM it fails readiness, keeps serving through a preStop
+// delay, shuts its listener down, drains its job queue and exits with an
+// account of what it did. Configuration comes from LAMEDUCK_* variables; run
+// it with -h to list them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/lameduck/lameduck/internal/app"
+	"github.com/lameduck/lameduck/internal/config"
+	"github.com/lameduck/lameduck/internal/health"
+)
+
+// Stamped at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitLost    = 1   // the shutdown cut requests or dropped jobs
+	exitUsage   = 2   // bad configuration or arguments
+	exitAborted = 130 // a second signal aborted the shutdown
+)
+
+func main() {
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, signals))
+}
+
+// run parses arguments and configuration, runs the service, and maps the
+// outcome to an exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
+	fs := flag.NewFlagSet("lameduck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: lameduck (version %s, commit %s)\n\n", version, commit)
+		if err := config.Usage(stdout); err != nil {
+			fmt.Fprintln(stderr, "lameduck:", err)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "lameduck: unexpected arguments %q: configuration comes from LAMEDUCK_* variables (see -h)\n", fs.Args())
+		return exitUsage
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(stderr, "lameduck:", err)
+		return exitUsage
+	}
+	logger := newLogger(cfg, stdout)
+	err = app.Run(ctx, cfg, logger, signals, health.BuildInfo{Version: version, Commit: commit})
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, app.ErrAborted):
+		logger.Error("exiting", "err", err, "exit_code", exitAborted)
+		return exitAborted
+	case errors.Is(err, app.ErrLost):
+		logger.Error("exiting", "err", err, "exit_code", exitLost)
+		return exitLost
+	default:
+		logger.Error("exiting", "err", err, "exit_code", exitLost)
+		return exitLost
+	}
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	level, _ := cfg.Level() // validated by config.Load
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
