@@ -1,0 +1,135 @@
+package loadtest
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Summary is one replica's "shutdown complete" record.
+type Summary struct {
+	Source         string
+	JobsAccepted   int64   `json:"jobs_accepted"`
+	JobsProcessed  int64   `json:"jobs_processed"`
+	JobsDropped    int64   `json:"jobs_dropped"`
+	RequestsCut    int64   `json:"requests_cut"`
+	AfterSignal    float64 `json:"requests_after_signal"`
+	PrestopSeconds float64 `json:"prestop_seconds"`
+	HTTPSeconds    float64 `json:"http_seconds"`
+	QueueSeconds   float64 `json:"queue_seconds"`
+	TotalSeconds   float64 `json:"total_seconds"`
+}
+
+// Ledger reads replicas' JSON logs and keeps what a rollout test checks: the
+// ids of processed and dropped jobs and each shutdown summary. It is safe for
+// concurrent use; feed it one goroutine per replica.
+type Ledger struct {
+	mu        sync.Mutex
+	processed map[string]bool
+	dropped   map[string]bool
+	summaries []Summary
+	bad       []string // lines that are not JSON records
+}
+
+// NewLedger returns an empty Ledger.
+func NewLedger() *Ledger {
+	return &Ledger{processed: map[string]bool{}, dropped: map[string]bool{}}
+}
+
+// Read records every line of r, a replica's log, until EOF or a read error,
+// which it returns.
+func (l *Ledger) Read(source string, r io.Reader) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		l.Line(source, sc.Bytes())
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read log of %s: %w", source, err)
+	}
+	return nil
+}
+
+// Line records one log line from source.
+func (l *Ledger) Line(source string, line []byte) {
+	var rec struct {
+		Msg   string `json:"msg"`
+		JobID string `json:"job_id"`
+	}
+	if err := json.Unmarshal(line, &rec); err != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if len(l.bad) < 20 {
+			l.bad = append(l.bad, source+": "+string(line))
+		}
+		return
+	}
+	switch rec.Msg {
+	case "job processed":
+		l.mu.Lock()
+		l.processed[rec.JobID] = true
+		l.mu.Unlock()
+	case "job dropped":
+		l.mu.Lock()
+		l.dropped[rec.JobID] = true
+		l.mu.Unlock()
+	case "shutdown complete", "shutdown aborted":
+		s := Summary{Source: source}
+		if err := json.Unmarshal(line, &s); err == nil {
+			if rec.Msg == "shutdown aborted" {
+				s.Source += " (aborted)"
+			}
+			l.mu.Lock()
+			l.summaries = append(l.summaries, s)
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Processed returns how many distinct job ids were logged as processed.
+func (l *Ledger) Processed() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.processed)
+}
+
+// Summaries returns the shutdown summaries read so far, by source.
+func (l *Ledger) Summaries() []Summary {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := append([]Summary(nil), l.summaries...)
+	sort.Slice(s, func(i, j int) bool { return s[i].Source < s[j].Source })
+	return s
+}
+
+// Unprocessed returns the accepted ids with no "job processed" record, and
+// how many of them were logged as dropped.
+func (l *Ledger) Unprocessed(accepted []string) (missing []string, dropped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range accepted {
+		if !l.processed[id] {
+			missing = append(missing, id)
+			if l.dropped[id] {
+				dropped++
+			}
+		}
+	}
+	return missing, dropped
+}
+
+// SummaryTable renders the shutdown summaries, one line each.
+func SummaryTable(ss []Summary) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  %-28s %8s %9s %7s %4s %8s %7s %7s %7s\n",
+		"replica", "accepted", "processed", "dropped", "cut", "after-sig", "prestop", "http", "queue")
+	for _, s := range ss {
+		fmt.Fprintf(&b, "  %-28s %8d %9d %7d %4d %8.0f %6.2fs %6.2fs %6.2fs\n", s.Source, s.JobsAccepted,
+			s.JobsProcessed, s.JobsDropped, s.RequestsCut, s.AfterSignal, s.PrestopSeconds, s.HTTPSeconds, s.QueueSeconds)
+	}
+	return b.String()
+}
