@@ -90,13 +90,17 @@ func (q *Queue) Enqueue(j Job) error {
 		return ErrClosed
 	}
 	j.enqueued = time.Now()
+	// Count before the send, so a worker never reports a job processed
+	// before it is counted accepted; undo when the queue is full.
+	q.accepted.Add(1)
+	q.metrics.QueueDepth.Inc()
 	select {
 	case q.jobs <- j:
-		q.accepted.Add(1)
 		q.metrics.JobsAccepted.Inc()
-		q.metrics.QueueDepth.Inc()
 		return nil
 	default:
+		q.accepted.Add(-1)
+		q.metrics.QueueDepth.Dec()
 		q.metrics.JobsRejected.WithLabelValues(metrics.ReasonFull).Inc()
 		return ErrFull
 	}

@@ -11,5 +11,6 @@ import (
 func addRoutes(mux *http.ServeMux, cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.Store) {
 	mux.Handle("GET /hello", handleHello(cfg.HelloDelay, cfg.MaxDelay))
 	mux.Handle("POST /jobs", handleJobs(cfg, logger, q, keys))
-	mux.Handle("/", http.NotFoundHandler())
+	// No catch-all "/" route: it would match every method and turn the mux's
+	// 405 (wrong method on a known path) into a 404. Unknown paths are 404.
 }

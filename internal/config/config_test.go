@@ -1,0 +1,334 @@
+package config_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lameduck/lameduck/internal/config"
+)
+
+// These tests change the process environment with t.Setenv, so none of them
+// may call t.Parallel.
+
+// clearEnv unsets every LAMEDUCK_* variable for the duration of the test, so
+// the test sees only what it sets itself.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, config.Prefix+"_") {
+			t.Setenv(k, "") // restores the original value at cleanup
+			if err := os.Unsetenv(k); err != nil {
+				t.Fatalf("Unsetenv(%q): %v", k, err)
+			}
+		}
+	}
+}
+
+// setenv sets every variable in env for the duration of the test.
+func setenv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+// defaults is the configuration Load returns when nothing is set.
+func defaults() config.Config {
+	return config.Config{
+		HTTPAddr:           ":8080",
+		AdminAddr:          ":8086",
+		HelloDelay:         0,
+		MaxDelay:           30 * time.Second,
+		MaxBody:            65536,
+		QueueSize:          1000,
+		Workers:            4,
+		JobDuration:        50 * time.Millisecond,
+		IdempotencyTTL:     10 * time.Minute,
+		IdempotencyMaxKeys: 100000,
+		PrestopDelay:       5 * time.Second,
+		ShutdownTimeout:    15 * time.Second,
+		DrainTimeout:       5 * time.Second,
+		GracePeriod:        30 * time.Second,
+		LogFormat:          "json",
+		LogLevel:           "info",
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	clearEnv(t)
+	got, err := config.Load()
+	if err != nil {
+		t.Fatalf("Load() with nothing set: %v", err)
+	}
+	if want := defaults(); got != want {
+		t.Errorf("Load() with nothing set = %+v; want %+v", got, want)
+	}
+	if got, want := got.Budget(), 25*time.Second; got != want {
+		t.Errorf("Budget() of the defaults = %s; want %s", got, want)
+	}
+}
+
+func TestLoadReadsEveryVariable(t *testing.T) {
+	tests := []struct {
+		name  string
+		value string
+		want  func(*config.Config)
+	}{
+		{"LAMEDUCK_HTTP_ADDR", "127.0.0.1:9000", func(c *config.Config) { c.HTTPAddr = "127.0.0.1:9000" }},
+		{"LAMEDUCK_ADMIN_ADDR", "127.0.0.1:9001", func(c *config.Config) { c.AdminAddr = "127.0.0.1:9001" }},
+		{"LAMEDUCK_HELLO_DELAY", "250ms", func(c *config.Config) { c.HelloDelay = 250 * time.Millisecond }},
+		{"LAMEDUCK_MAX_DELAY", "1m", func(c *config.Config) { c.MaxDelay = time.Minute }},
+		{"LAMEDUCK_MAX_BODY", "1024", func(c *config.Config) { c.MaxBody = 1024 }},
+		{"LAMEDUCK_QUEUE_SIZE", "7", func(c *config.Config) { c.QueueSize = 7 }},
+		{"LAMEDUCK_WORKERS", "9", func(c *config.Config) { c.Workers = 9 }},
+		{"LAMEDUCK_JOB_DURATION", "2s", func(c *config.Config) { c.JobDuration = 2 * time.Second }},
+		{"LAMEDUCK_IDEMPOTENCY_TTL", "1h", func(c *config.Config) { c.IdempotencyTTL = time.Hour }},
+		{"LAMEDUCK_IDEMPOTENCY_MAX_KEYS", "3", func(c *config.Config) { c.IdempotencyMaxKeys = 3 }},
+		{"LAMEDUCK_PRESTOP_DELAY", "1s", func(c *config.Config) { c.PrestopDelay = time.Second }},
+		{"LAMEDUCK_SHUTDOWN_TIMEOUT", "2s", func(c *config.Config) { c.ShutdownTimeout = 2 * time.Second }},
+		{"LAMEDUCK_DRAIN_TIMEOUT", "3s", func(c *config.Config) { c.DrainTimeout = 3 * time.Second }},
+		{"LAMEDUCK_GRACE_PERIOD", "60s", func(c *config.Config) { c.GracePeriod = time.Minute }},
+		{"LAMEDUCK_LOG_FORMAT", "text", func(c *config.Config) { c.LogFormat = "text" }},
+		{"LAMEDUCK_LOG_LEVEL", "debug", func(c *config.Config) { c.LogLevel = "debug" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv(tt.name, tt.value)
+			got, err := config.Load()
+			if err != nil {
+				t.Fatalf("Load() with %s=%q: %v", tt.name, tt.value, err)
+			}
+			want := defaults()
+			tt.want(&want)
+			if got != want {
+				t.Errorf("Load() with %s=%q = %+v; want %+v", tt.name, tt.value, got, want)
+			}
+		})
+	}
+}
+
+func TestLoadIgnoresUnprefixedVariables(t *testing.T) {
+	clearEnv(t)
+	// Bad values: if any of these were read, Load would fail or differ.
+	setenv(t, map[string]string{
+		"WORKERS":          "0",
+		"PORT":             "1",
+		"PRESTOP_DELAY":    "not-a-duration",
+		"HTTP_ADDR":        "",
+		"ADMIN_ADDR":       ":1",
+		"GRACE_PERIOD":     "1s",
+		"QUEUE_SIZE":       "-1",
+		"LOG_LEVEL":        "loud",
+		"SHUTDOWN_TIMEOUT": "x",
+	})
+	got, err := config.Load()
+	if err != nil {
+		t.Fatalf("Load() with unprefixed variables set: %v", err)
+	}
+	if want := defaults(); got != want {
+		t.Errorf("Load() with unprefixed variables set = %+v; want %+v", got, want)
+	}
+}
+
+func TestLoadRejectsBadValues(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		// want are substrings of the error; the first is the variable at fault.
+		want []string
+	}{
+		{"unparsable duration", map[string]string{"LAMEDUCK_PRESTOP_DELAY": "5 seconds"},
+			[]string{"LAMEDUCK_PRESTOP_DELAY", "5 seconds"}},
+		{"unparsable size", map[string]string{"LAMEDUCK_MAX_BODY": "64k"},
+			[]string{"LAMEDUCK_MAX_BODY", "64k"}},
+		{"negative size", map[string]string{"LAMEDUCK_MAX_BODY": "-1"},
+			[]string{"LAMEDUCK_MAX_BODY", "-1"}},
+		{"zero queue size", map[string]string{"LAMEDUCK_QUEUE_SIZE": "0"},
+			[]string{"LAMEDUCK_QUEUE_SIZE"}},
+		{"zero workers", map[string]string{"LAMEDUCK_WORKERS": "0"},
+			[]string{"LAMEDUCK_WORKERS", "at least 1"}},
+		{"zero idempotency keys", map[string]string{"LAMEDUCK_IDEMPOTENCY_MAX_KEYS": "0"},
+			[]string{"LAMEDUCK_IDEMPOTENCY_MAX_KEYS"}},
+		{"unknown log level", map[string]string{"LAMEDUCK_LOG_LEVEL": "loud"},
+			[]string{"LAMEDUCK_LOG_LEVEL", "loud"}},
+		{"unknown log format", map[string]string{"LAMEDUCK_LOG_FORMAT": "xml"},
+			[]string{"LAMEDUCK_LOG_FORMAT", "xml"}},
+		{"negative hello delay", map[string]string{"LAMEDUCK_HELLO_DELAY": "-1s"},
+			[]string{"LAMEDUCK_HELLO_DELAY", "negative"}},
+		{"negative max delay", map[string]string{"LAMEDUCK_MAX_DELAY": "-1s", "LAMEDUCK_JOB_DURATION": "0s"},
+			[]string{"LAMEDUCK_MAX_DELAY", "negative"}},
+		{"negative job duration", map[string]string{"LAMEDUCK_JOB_DURATION": "-1ms"},
+			[]string{"LAMEDUCK_JOB_DURATION", "negative"}},
+		{"negative idempotency ttl", map[string]string{"LAMEDUCK_IDEMPOTENCY_TTL": "-1m"},
+			[]string{"LAMEDUCK_IDEMPOTENCY_TTL", "negative"}},
+		{"negative prestop delay", map[string]string{"LAMEDUCK_PRESTOP_DELAY": "-1s"},
+			[]string{"LAMEDUCK_PRESTOP_DELAY", "negative"}},
+		{"negative shutdown timeout", map[string]string{"LAMEDUCK_SHUTDOWN_TIMEOUT": "-1s"},
+			[]string{"LAMEDUCK_SHUTDOWN_TIMEOUT", "negative"}},
+		{"zero shutdown timeout", map[string]string{"LAMEDUCK_SHUTDOWN_TIMEOUT": "0s"},
+			[]string{"LAMEDUCK_SHUTDOWN_TIMEOUT", "positive"}},
+		{"negative drain timeout", map[string]string{"LAMEDUCK_DRAIN_TIMEOUT": "-1s"},
+			[]string{"LAMEDUCK_DRAIN_TIMEOUT", "negative"}},
+		{"negative grace period", map[string]string{"LAMEDUCK_GRACE_PERIOD": "-30s"},
+			[]string{"LAMEDUCK_GRACE_PERIOD", "negative"}},
+		{"hello delay over max delay", map[string]string{"LAMEDUCK_HELLO_DELAY": "2s", "LAMEDUCK_MAX_DELAY": "1s", "LAMEDUCK_JOB_DURATION": "0s"},
+			[]string{"LAMEDUCK_HELLO_DELAY", "LAMEDUCK_MAX_DELAY"}},
+		{"job duration over max delay", map[string]string{"LAMEDUCK_JOB_DURATION": "2s", "LAMEDUCK_MAX_DELAY": "1s"},
+			[]string{"LAMEDUCK_JOB_DURATION", "LAMEDUCK_MAX_DELAY"}},
+		{"empty http addr", map[string]string{"LAMEDUCK_HTTP_ADDR": ""},
+			[]string{"LAMEDUCK_HTTP_ADDR", "empty"}},
+		{"same addresses", map[string]string{"LAMEDUCK_HTTP_ADDR": ":9000", "LAMEDUCK_ADMIN_ADDR": ":9000"},
+			[]string{"LAMEDUCK_ADMIN_ADDR", "LAMEDUCK_HTTP_ADDR"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			setenv(t, tt.env)
+			got, err := config.Load()
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("Load() with %v = %+v, %v; want an error wrapping ErrInvalid", tt.env, got, err)
+			}
+			if got != (config.Config{}) {
+				t.Errorf("Load() with %v returned config %+v alongside its error; want the zero Config", tt.env, got)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("Load() with %v = error %q; want it to contain %q", tt.env, err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
+	clearEnv(t)
+	setenv(t, map[string]string{
+		"LAMEDUCK_WORKERS":       "0",
+		"LAMEDUCK_LOG_LEVEL":     "loud",
+		"LAMEDUCK_LOG_FORMAT":    "xml",
+		"LAMEDUCK_DRAIN_TIMEOUT": "-1s",
+		"LAMEDUCK_HELLO_DELAY":   "1h",
+	})
+	_, err := config.Load()
+	if !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("Load() = %v; want an error wrapping ErrInvalid", err)
+	}
+	for _, name := range []string{
+		"LAMEDUCK_WORKERS", "LAMEDUCK_LOG_LEVEL", "LAMEDUCK_LOG_FORMAT", "LAMEDUCK_DRAIN_TIMEOUT", "LAMEDUCK_HELLO_DELAY",
+	} {
+		if !strings.Contains(err.Error(), name+":") {
+			t.Errorf("Load() = error %q; want it to name %s", err, name)
+		}
+	}
+}
+
+func TestLoadBudget(t *testing.T) {
+	tests := []struct {
+		name  string
+		grace string
+		ok    bool
+	}{
+		// prestop 2s + shutdown 3s + drain 4s = 9s, plus 1s spare = 10s.
+		{"exactly 1s spare", "10s", true},
+		{"more than 1s spare", "11s", true},
+		{"1ns short of 1s spare", "9.999999999s", false},
+		{"no spare", "9s", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			setenv(t, map[string]string{
+				"LAMEDUCK_PRESTOP_DELAY":    "2s",
+				"LAMEDUCK_SHUTDOWN_TIMEOUT": "3s",
+				"LAMEDUCK_DRAIN_TIMEOUT":    "4s",
+				"LAMEDUCK_GRACE_PERIOD":     tt.grace,
+			})
+			c, err := config.Load()
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("Load() with LAMEDUCK_GRACE_PERIOD=%s: %v; want no error", tt.grace, err)
+				}
+				if got, want := c.Budget(), 9*time.Second; got != want {
+					t.Errorf("Budget() = %s; want %s", got, want)
+				}
+				return
+			}
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("Load() with LAMEDUCK_GRACE_PERIOD=%s = %v; want an error wrapping ErrInvalid", tt.grace, err)
+			}
+			if !strings.Contains(err.Error(), "LAMEDUCK_GRACE_PERIOD") {
+				t.Errorf("Load() with LAMEDUCK_GRACE_PERIOD=%s = error %q; want it to name LAMEDUCK_GRACE_PERIOD", tt.grace, err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	// Validate works on a literal too, without the environment.
+	if err := defaults().Validate(); err != nil {
+		t.Errorf("Validate() of the defaults = %v; want nil", err)
+	}
+	c := defaults()
+	c.Workers = -3
+	if err := c.Validate(); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "LAMEDUCK_WORKERS") {
+		t.Errorf("Validate() with Workers -3 = %v; want an ErrInvalid naming LAMEDUCK_WORKERS", err)
+	}
+}
+
+func TestLevel(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"debug", "DEBUG", true},
+		{"info", "INFO", true},
+		{"INFO", "INFO", true},
+		{"warn", "WARN", true},
+		{"warning", "WARN", true},
+		{"error", "ERROR", true},
+		{"", "", false},
+		{"trace", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := config.Config{LogLevel: tt.in}.Level()
+			if (err == nil) != tt.ok {
+				t.Fatalf("Level() of %q: err = %v; want ok %t", tt.in, err, tt.ok)
+			}
+			if tt.ok && got.String() != tt.want {
+				t.Errorf("Level() of %q = %s; want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUsageListsEveryVariable(t *testing.T) {
+	var buf bytes.Buffer
+	if err := config.Usage(&buf); err != nil {
+		t.Fatalf("Usage: %v", err)
+	}
+	out := buf.String()
+	names := []string{
+		"LAMEDUCK_HTTP_ADDR", "LAMEDUCK_ADMIN_ADDR", "LAMEDUCK_HELLO_DELAY", "LAMEDUCK_MAX_DELAY",
+		"LAMEDUCK_MAX_BODY", "LAMEDUCK_QUEUE_SIZE", "LAMEDUCK_WORKERS", "LAMEDUCK_JOB_DURATION",
+		"LAMEDUCK_IDEMPOTENCY_TTL", "LAMEDUCK_IDEMPOTENCY_MAX_KEYS", "LAMEDUCK_PRESTOP_DELAY",
+		"LAMEDUCK_SHUTDOWN_TIMEOUT", "LAMEDUCK_DRAIN_TIMEOUT", "LAMEDUCK_GRACE_PERIOD",
+		"LAMEDUCK_LOG_FORMAT", "LAMEDUCK_LOG_LEVEL",
+	}
+	if got, want := reflect.TypeFor[config.Config]().NumField(), len(names); got != want {
+		t.Fatalf("Config has %d fields; this test lists %d variables: update the list", got, want)
+	}
+	for _, name := range names {
+		if !strings.Contains(out, name) {
+			t.Errorf("Usage output does not list %s:\n%s", name, out)
+		}
+	}
+}
