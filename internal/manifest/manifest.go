@@ -1,0 +1,151 @@
+// Package manifest loads lameduck's Kubernetes manifests (the k8s/ folder that
+// `kubectl apply -f k8s` applies) into typed API objects, and checks them
+// against what the program needs to lose nothing during a rolling update: the
+// shutdown budget fits in the grace period, the ConfigMap sets exactly the
+// variables the program reads, probes hit named ports of the container, the
+// Service exposes the app port and not the admin port, and so on.
+//
+// Load is strict: an unknown field, a duplicate field or a kind lameduck does
+// not deploy is an error, so a typo cannot silently drop a setting.
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// Manifests holds lameduck's objects, one of each kind it deploys. A kind
+// that Load did not find is nil; Check reports it.
+type Manifests struct {
+	Deployment *appsv1.Deployment
+	ConfigMap  *corev1.ConfigMap
+	Service    *corev1.Service
+	PDB        *policyv1.PodDisruptionBudget
+}
+
+// extensions are the file extensions `kubectl apply -f DIR` reads.
+var extensions = []string{".yaml", ".yml", ".json"}
+
+// decoder decodes the registered API groups strictly and without defaulting,
+// so the objects hold exactly what the files say.
+var decoder = func() runtime.Decoder {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(corev1.AddToScheme(scheme))
+	utilruntime.Must(appsv1.AddToScheme(scheme))
+	utilruntime.Must(policyv1.AddToScheme(scheme))
+	return serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+}()
+
+// Load decodes every document of the files `kubectl apply -f path` would
+// apply: path itself if it is a file, else the *.yaml, *.yml and *.json files
+// directly in the folder path. It reports every problem at once: unreadable
+// files, unknown fields, kinds lameduck does not deploy, and a second object
+// of a kind.
+func Load(path string) (Manifests, error) {
+	var m Manifests
+	info, err := os.Stat(path)
+	if err != nil {
+		return m, fmt.Errorf("load manifests: %w", err)
+	}
+	files := []string{path}
+	if info.IsDir() {
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return m, fmt.Errorf("load manifests: %w", err)
+		}
+		files = files[:0]
+		for _, e := range entries {
+			if !e.IsDir() && slices.Contains(extensions, filepath.Ext(e.Name())) {
+				files = append(files, filepath.Join(path, e.Name()))
+			}
+		}
+		if len(files) == 0 {
+			return m, fmt.Errorf("load manifests: no %v files in %s", extensions, path)
+		}
+	}
+	var errs []error
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("load manifests: %w", err))
+			continue
+		}
+		errs = append(errs, m.decode(f, data))
+	}
+	return m, errors.Join(errs...)
+}
+
+// decode adds the objects of every document in data, read from file, to m.
+func (m *Manifests) decode(file string, data []byte) error {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var errs []error
+	for doc := 1; ; doc++ {
+		raw, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: document %d: %w", file, doc, err))
+			break
+		}
+		if err := m.add(raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s: document %d: %w", file, doc, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// add decodes one document into m. A document with nothing but comments is
+// skipped, as kubectl skips it.
+func (m *Manifests) add(raw []byte) error {
+	if j, err := yaml.YAMLToJSON(raw); err == nil && bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
+		return nil
+	}
+	obj, gvk, err := decoder.Decode(raw, nil, nil)
+	if err != nil {
+		return err
+	}
+	second := func(kind, name string) error {
+		return fmt.Errorf("a second %s (%q): lameduck deploys one", kind, name)
+	}
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		if m.Deployment != nil {
+			return second(gvk.Kind, o.Name)
+		}
+		m.Deployment = o
+	case *corev1.ConfigMap:
+		if m.ConfigMap != nil {
+			return second(gvk.Kind, o.Name)
+		}
+		m.ConfigMap = o
+	case *corev1.Service:
+		if m.Service != nil {
+			return second(gvk.Kind, o.Name)
+		}
+		m.Service = o
+	case *policyv1.PodDisruptionBudget:
+		if m.PDB != nil {
+			return second(gvk.Kind, o.Name)
+		}
+		m.PDB = o
+	default:
+		return fmt.Errorf("kind %s is not one lameduck deploys (Deployment, ConfigMap, Service, PodDisruptionBudget)", gvk.GroupKind())
+	}
+	return nil
+}

@@ -1,0 +1,225 @@
+package manifest_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/lameduck/lameduck/internal/config"
+	"github.com/lameduck/lameduck/internal/manifest"
+)
+
+// k8sDir is the folder `kubectl apply -f k8s` applies.
+const k8sDir = "../../k8s"
+
+func TestRealManifests(t *testing.T) {
+	m, err := manifest.Load(k8sDir)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", k8sDir, err)
+	}
+	if m.Deployment == nil || m.ConfigMap == nil || m.Service == nil || m.PDB == nil {
+		t.Fatalf("Load(%q) = %+v; want a Deployment, a ConfigMap, a Service and a PodDisruptionBudget", k8sDir, m)
+	}
+	if err := manifest.Check(m); err != nil {
+		t.Errorf("Check(%s):\n%v", k8sDir, err)
+	}
+}
+
+// TestGracePeriod checks the headline property through the program's own
+// configuration code rather than Check's: what config.Load makes of the
+// ConfigMap fits in the pod's grace period, and knows its length.
+func TestGracePeriod(t *testing.T) {
+	m, err := manifest.Load(k8sDir)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", k8sDir, err)
+	}
+	cfg, err := loadConfig(t, m.ConfigMap)
+	if err != nil {
+		t.Fatalf("config.Load() with the ConfigMap's values: %v", err)
+	}
+	seconds := m.Deployment.Spec.Template.Spec.TerminationGracePeriodSeconds
+	if seconds == nil {
+		t.Fatal("terminationGracePeriodSeconds is not set")
+	}
+	grace := time.Duration(*seconds) * time.Second
+	if cfg.GracePeriod != grace {
+		t.Errorf("LAMEDUCK_GRACE_PERIOD = %s; want terminationGracePeriodSeconds, %s", cfg.GracePeriod, grace)
+	}
+	if need := cfg.PrestopDelay + cfg.ShutdownTimeout + cfg.DrainTimeout + config.GraceSpare; need > grace {
+		t.Errorf("prestop %s + shutdown %s + drain %s + %s = %s; want at most terminationGracePeriodSeconds, %s",
+			cfg.PrestopDelay, cfg.ShutdownTimeout, cfg.DrainTimeout, config.GraceSpare, need, grace)
+	}
+}
+
+// TestVariables checks that Variables lists what `lameduck -h` prints.
+func TestVariables(t *testing.T) {
+	vars, err := manifest.Variables()
+	if err != nil {
+		t.Fatalf("Variables(): %v", err)
+	}
+	var usage strings.Builder
+	if err := config.Usage(&usage); err != nil {
+		t.Fatalf("config.Usage: %v", err)
+	}
+	var printed []string
+	for _, line := range strings.Split(usage.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], config.Prefix+"_") {
+			printed = append(printed, f[0])
+		}
+	}
+	if !slices.Equal(vars, printed) {
+		t.Errorf("Variables() = %q; want what config.Usage prints, %q", vars, printed)
+	}
+	for _, want := range []string{"LAMEDUCK_HTTP_ADDR", "LAMEDUCK_GRACE_PERIOD", "LAMEDUCK_IDEMPOTENCY_MAX_KEYS"} {
+		if !slices.Contains(vars, want) {
+			t.Errorf("Variables() = %q; want it to contain %s", vars, want)
+		}
+	}
+}
+
+// TestFixtures runs each testdata fixture through Load, Check and config.Load.
+// A valid-* fixture must pass; an invalid-* one must fail, and for the reason
+// its entry names, so that it cannot pass the test by failing on something else.
+func TestFixtures(t *testing.T) {
+	tests := map[string]string{ // fixture: part of the error it must cause; "" for valid
+		"valid-all-in-one.yaml":              "",
+		"invalid-unknown-field.yaml":         `unknown field "spec.template.spec.containers[0].readinesProbe"`,
+		"invalid-unknown-kind.yaml":          `no kind "Ingress" is registered`,
+		"invalid-grace-too-short.yaml":       "terminationGracePeriodSeconds 20s is too short",
+		"invalid-grace-mismatch.yaml":        "terminationGracePeriodSeconds is 1m0s but LAMEDUCK_GRACE_PERIOD is 30s",
+		"invalid-prestop-exec.yaml":          "preStop exec hook cannot run",
+		"invalid-probe-missing-port.yaml":    `readinessProbe port "metrics" is not a container port`,
+		"invalid-probe-numeric-port.yaml":    "livenessProbe port 8086 must name a container port",
+		"invalid-readiness-slow.yaml":        "readinessProbe periodSeconds is 5",
+		"invalid-rollout.yaml":               "maxUnavailable is 1; want 0",
+		"invalid-security.yaml":              "readOnlyRootFilesystem must be true",
+		"invalid-selector-version.yaml":      "Deployment lameduck: selector must be",
+		"invalid-service-exposes-admin.yaml": "port 8086 exposes the admin port",
+		"invalid-service-links.yaml":         "enableServiceLinks must be false",
+		"invalid-pdb-selector.yaml":          "PodDisruptionBudget lameduck: selector",
+		"invalid-variables.yaml":             "LAMEDUCK_WORKERS missing",
+		"invalid-config-value.yaml":          "LAMEDUCK_LOG_FORMAT: must be json or text",
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if _, ok := tests[filepath.Base(f)]; !ok {
+			t.Errorf("fixture %s has no entry in the table", f)
+		}
+	}
+	for name, want := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := validate(t, filepath.Join("testdata", name))
+			switch {
+			case want == "" && err != nil:
+				t.Errorf("validate(%s) = %v; want nil", name, err)
+			case want != "" && err == nil:
+				t.Errorf("validate(%s) = nil; want an error containing %q", name, want)
+			case want != "" && !strings.Contains(err.Error(), want):
+				t.Errorf("validate(%s) = %v; want an error containing %q", name, err, want)
+			}
+		})
+	}
+}
+
+// TestFixtureBase keeps the fixtures honest: their base holds the same objects
+// as k8s/, so each invalid-* fixture is the real manifests with one thing wrong.
+func TestFixtureBase(t *testing.T) {
+	const base = "testdata/valid-all-in-one.yaml"
+	got, err := manifest.Load(base)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", base, err)
+	}
+	want, err := manifest.Load(k8sDir)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", k8sDir, err)
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("Load(%q) differs from Load(%q): update the fixtures from k8s/", base, k8sDir)
+	}
+}
+
+// TestLoad covers what Load accepts and rejects beyond the fixtures.
+func TestLoad(t *testing.T) {
+	const configMap = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  K: v\n"
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  string // part of the error; "" for none
+	}{
+		{"yaml, yml and json; others ignored", map[string]string{
+			"a.yml":     "# comments only\n---\n" + configMap,
+			"b.json":    `{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}`,
+			"README.md": "not a manifest",
+		}, ""},
+		{"duplicate field", map[string]string{"a.yaml": configMap + "data:\n  K: w\n"}, `key "data" already set`},
+		{"case-mismatched field", map[string]string{"a.yaml": configMap + "Metadata:\n  name: c\n"}, `unknown field "Metadata"`},
+		{"second of a kind", map[string]string{"a.yaml": configMap + "---\n" + configMap}, "a second ConfigMap"},
+		{"kind registered but not deployed", map[string]string{"a.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n"}, "kind Secret is not one lameduck deploys"},
+		{"no manifests", map[string]string{"README.md": "x"}, "no [.yaml .yml .json] files"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, data := range tt.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m, err := manifest.Load(dir)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Load: %v; want nil", err)
+			case tt.want == "":
+				if m.ConfigMap == nil || m.ConfigMap.Data["K"] != "v" || m.Service == nil {
+					t.Errorf("Load = %+v; want the ConfigMap and the Service", m)
+				}
+			case err == nil || !strings.Contains(err.Error(), tt.want):
+				t.Errorf("Load: %v; want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// validate is every check a manifest set must pass: Load, Check, and
+// config.Load on the ConfigMap's values.
+func validate(t *testing.T, path string) error {
+	t.Helper()
+	m, err := manifest.Load(path)
+	if err != nil {
+		return err
+	}
+	errs := []error{manifest.Check(m)}
+	if m.ConfigMap != nil {
+		_, err := loadConfig(t, m.ConfigMap)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// loadConfig runs config.Load with exactly the ConfigMap's variables set, as
+// in the pod, and restores the environment when t ends.
+func loadConfig(t *testing.T, cm *corev1.ConfigMap) (config.Config, error) {
+	t.Helper()
+	vars, err := manifest.Variables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vars {
+		t.Setenv(v, "") // registers the restore
+		os.Unsetenv(v)
+	}
+	for k, v := range cm.Data {
+		t.Setenv(k, v)
+	}
+	return config.Load()
+}
