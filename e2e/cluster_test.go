@@ -1,0 +1,168 @@
+//go:build e2e
+
+// Package e2e rolls lameduck's Deployment on a real kind cluster under load
+// and fails if a single request fails or an accepted job is lost. Run it with
+// `make e2e`; see TestMain for the environment it reads.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+	kindcmd "sigs.k8s.io/kind/pkg/cmd"
+)
+
+// env is what the whole e2e run shares.
+var env struct {
+	kube      *kube
+	image     string
+	nodePort  string // base URL of the Service's NodePort on the host
+	created   bool
+	cluster   string
+	provider  *cluster.Provider
+	keepAfter bool
+}
+
+// TestMain creates the kind cluster (or reuses KIND_CLUSTER), loads the image
+// IMAGE (built by `make image`), applies k8s/ with only the image overridden,
+// waits for the rollout, runs the tests, and deletes what it created unless
+// KEEP_CLUSTER=1. KIND_NODE_IMAGE picks the node image (kind's default when
+// unset).
+func TestMain(m *testing.M) {
+	code, err := setUp()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		code = 1
+	} else {
+		code = m.Run()
+	}
+	if env.created && !env.keepAfter {
+		fmt.Fprintf(os.Stderr, "e2e: deleting kind cluster %s\n", env.cluster)
+		if err := env.provider.Delete(env.cluster, ""); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e teardown:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+func setUp() (int, error) {
+	env.image = getenv("IMAGE", "lameduck:dev")
+	env.nodePort = "http://127.0.0.1:30080"
+	env.keepAfter = os.Getenv("KEEP_CLUSTER") == "1"
+	name := os.Getenv("KIND_CLUSTER")
+	env.provider = cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindcmd.NewLogger()))
+
+	existing, err := env.provider.List()
+	if err != nil {
+		return 1, fmt.Errorf("list kind clusters (is Docker running?): %w", err)
+	}
+	reuse := false
+	for _, c := range existing {
+		reuse = reuse || (name != "" && c == name)
+	}
+	if name == "" {
+		name = "lameduck-e2e"
+		for _, c := range existing {
+			if c == name {
+				return 1, fmt.Errorf("a kind cluster named %s exists already: reuse it with KIND_CLUSTER=%s, "+
+					"or delete it (kind delete cluster --name %s)", name, name, name)
+			}
+		}
+	}
+	env.cluster = name
+	if !reuse {
+		opts := []cluster.CreateOption{
+			cluster.CreateWithConfigFile("kind-config.yaml"),
+			cluster.CreateWithWaitForReady(3 * time.Minute),
+			cluster.CreateWithKubeconfigPath(filepath.Join(os.TempDir(), "lameduck-e2e-kubeconfig")),
+			cluster.CreateWithDisplayUsage(false), cluster.CreateWithDisplaySalutation(false),
+		}
+		if img := os.Getenv("KIND_NODE_IMAGE"); img != "" {
+			opts = append(opts, cluster.CreateWithNodeImage(img))
+		}
+		fmt.Fprintf(os.Stderr, "e2e: creating kind cluster %s\n", name)
+		start := time.Now()
+		if err := env.provider.Create(name, opts...); err != nil {
+			return 1, fmt.Errorf("create kind cluster %s: %w", name, err)
+		}
+		env.created = true
+		fmt.Fprintf(os.Stderr, "e2e: cluster created in %s\n", time.Since(start).Round(time.Second))
+	} else {
+		fmt.Fprintf(os.Stderr, "e2e: reusing kind cluster %s\n", name)
+	}
+
+	if err := loadImage(name, env.image); err != nil {
+		return 1, err
+	}
+	kubeconfig, err := env.provider.KubeConfig(name, false)
+	if err != nil {
+		return 1, fmt.Errorf("kubeconfig of %s: %w", name, err)
+	}
+	restConfig, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
+	if err != nil {
+		return 1, fmt.Errorf("parse kubeconfig: %w", err)
+	}
+	restConfig.QPS, restConfig.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return 1, fmt.Errorf("kubernetes client: %w", err)
+	}
+	env.kube, err = newKube(restConfig, cs, "default")
+	if err != nil {
+		return 1, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := env.kube.applyDir(ctx, "../k8s", env.image, nil); err != nil {
+		return 1, err
+	}
+	if _, err := env.kube.waitRollout(ctx, nil); err != nil {
+		return 1, fmt.Errorf("initial rollout: %w", err)
+	}
+	if err := env.kube.waitDataPath(ctx, env.nodePort); err != nil {
+		return 1, err
+	}
+	return 0, nil
+}
+
+// loadImage puts the local Docker image into every node of the cluster, as
+// `kind load docker-image` does. kind's library has no call that exports an
+// image from Docker, so this shells out to `docker save`, as kind itself does.
+func loadImage(clusterName, image string) error {
+	nodes, err := env.provider.ListInternalNodes(clusterName)
+	if err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	var archive bytes.Buffer
+	var stderr bytes.Buffer
+	save := exec.Command("docker", "save", image)
+	save.Stdout, save.Stderr = &archive, &stderr
+	if err := save.Run(); err != nil {
+		return fmt.Errorf("docker save %s (build it with `make image`): %w: %s", image, err, stderr.String())
+	}
+	for _, n := range nodes {
+		if err := nodeutils.LoadImageArchive(n, io.NopCloser(bytes.NewReader(archive.Bytes()))); err != nil {
+			return fmt.Errorf("load %s into node %s: %w", image, n.String(), err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "e2e: loaded %s (%d KiB) into %d node(s)\n", image, archive.Len()/1024, len(nodes))
+	return nil
+}
+
+func getenv(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,188 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/lameduck/lameduck/internal/loadtest"
+)
+
+// watcher follows the lameduck pods while they live: it streams every pod's
+// log into a Ledger (pods are deleted during a rollout, so their logs are
+// read as they run), and records when each terminating pod was first seen
+// terminating and when it left the Service's ready endpoints.
+type watcher struct {
+	k      *kube
+	ledger *loadtest.Ledger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	followed    map[string]chan struct{} // closed when the pod's log stream has ended
+	terminating map[string]time.Time     // first seen with a deletion timestamp
+	leftReady   map[string]time.Time     // first seen out of the ready endpoints after that
+}
+
+func startWatcher(parent context.Context, k *kube, ledger *loadtest.Ledger) (*watcher, error) {
+	ctx, cancel := context.WithCancel(parent)
+	w := &watcher{k: k, ledger: ledger, ctx: ctx, cancel: cancel,
+		followed: map[string]chan struct{}{}, terminating: map[string]time.Time{}, leftReady: map[string]time.Time{}}
+
+	pods := informers.NewSharedInformerFactoryWithOptions(k.cs, 0, informers.WithNamespace(k.ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = podSelector }))
+	slices := informers.NewSharedInformerFactoryWithOptions(k.cs, 0, informers.WithNamespace(k.ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = discoveryv1.LabelServiceName + "=" + deployment
+		}))
+	onPod := func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok {
+			w.pod(p)
+		}
+	}
+	if _, err := pods.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: onPod, UpdateFunc: func(_, obj any) { onPod(obj) },
+	}); err != nil {
+		cancel()
+		return nil, fmt.Errorf("watch pods: %w", err)
+	}
+	onSlice := func(obj any) {
+		if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
+			w.slice(s)
+		}
+	}
+	if _, err := slices.Discovery().V1().EndpointSlices().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: onSlice, UpdateFunc: func(_, obj any) { onSlice(obj) },
+	}); err != nil {
+		cancel()
+		return nil, fmt.Errorf("watch endpoint slices: %w", err)
+	}
+	pods.Start(ctx.Done())
+	slices.Start(ctx.Done())
+	w.wg.Go(func() { // the factories' goroutines end with ctx; Shutdown waits for them
+		<-ctx.Done()
+		pods.Shutdown()
+		slices.Shutdown()
+	})
+	pods.WaitForCacheSync(ctx.Done())
+	slices.WaitForCacheSync(ctx.Done())
+	return w, nil
+}
+
+// stop ends every stream and informer and waits for them.
+func (w *watcher) stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+func (w *watcher) pod(p *corev1.Pod) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p.DeletionTimestamp != nil {
+		if _, ok := w.terminating[p.Name]; !ok {
+			w.terminating[p.Name] = time.Now()
+		}
+	}
+	if _, ok := w.followed[p.Name]; ok || !started(p) {
+		return
+	}
+	done := make(chan struct{})
+	w.followed[p.Name] = done
+	w.wg.Go(func() {
+		defer close(done)
+		w.follow(p.Name)
+	})
+}
+
+func started(p *corev1.Pod) bool {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Running != nil || c.State.Terminated != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// follow streams one pod's log into the ledger until the container exits.
+func (w *watcher) follow(pod string) {
+	for attempt := 0; w.ctx.Err() == nil; attempt++ {
+		stream, err := w.k.cs.CoreV1().Pods(w.k.ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true}).Stream(w.ctx)
+		if err == nil {
+			readErr := w.ledger.Read(pod, stream)
+			stream.Close()
+			if readErr == nil || w.ctx.Err() != nil {
+				return
+			}
+		}
+		if attempt >= 20 {
+			w.ledger.Line(pod, []byte(fmt.Sprintf(`{"msg":"e2e: log stream failed","err":%q}`, fmt.Sprint(err))))
+			return
+		}
+		select {
+		case <-w.ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (w *watcher) slice(s *discoveryv1.EndpointSlice) {
+	now := time.Now()
+	ready := map[string]bool{}
+	for _, e := range s.Endpoints {
+		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && (e.Conditions.Ready == nil || *e.Conditions.Ready) {
+			ready[e.TargetRef.Name] = true
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for pod := range w.terminating {
+		if _, ok := w.leftReady[pod]; !ok && !ready[pod] {
+			w.leftReady[pod] = now
+		}
+	}
+}
+
+// waitLogsEnded waits until the log streams of the given pods have ended
+// (their containers exited), or ctx ends.
+func (w *watcher) waitLogsEnded(ctx context.Context, pods []string) error {
+	for _, p := range pods {
+		w.mu.Lock()
+		done, ok := w.followed[p]
+		w.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("pod %s: its log was never followed", p)
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("pod %s still logging: %w", p, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// endpointRemoval returns, for every pod seen terminating, how long after
+// that it left the ready endpoints (negative when it never did).
+func (w *watcher) endpointRemoval() map[string]time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]time.Duration{}
+	for pod, t := range w.terminating {
+		if left, ok := w.leftReady[pod]; ok {
+			out[pod] = max(0, left.Sub(t))
+		} else {
+			out[pod] = -1
+		}
+	}
+	return out
+}
