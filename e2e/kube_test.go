@@ -208,7 +208,6 @@ func (k *kube) podNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-
 // waitDataPath waits until the path the load takes is settled: kube-proxy's
 // pods have been ready for a while (a new cluster's kube-proxy resets a few
 // connections in its first seconds, seen here), and then a quiet window of
