@@ -7,25 +7,32 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: run test lint build
 
-## run: start lameduck locally with its defaults (app :8080, admin :8086)
-run:
-	$(GO) run -ldflags "$(LDFLAGS)" .
+## run: build and start lameduck locally with its defaults (app :8080, admin :8086)
+run: build
+	exec bin/lameduck
 
 ## test: every test, with the race detector (no cluster needed)
 test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## lint: gofmt, go vet, staticcheck (pinned in go.mod as a tool)
+## lint: gofmt, go vet, staticcheck (pinned in go.mod as a tool); -tags e2e covers the kind tests too
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
-	$(GO) tool staticcheck ./...
+	$(GO) tool staticcheck -tags e2e ./...
 
 ## build: a static binary in bin/lameduck
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/lameduck .
+
+.PHONY: rehearse
+REHEARSE_FLAGS ?=
+
+## rehearse: the long rollout rehearsal, no cluster: the real binary behind a kube-proxy-like balancer,
+##   5 rollouts under 400 req/s; REHEARSE_FLAGS="-rollouts 10 -rate 800", or "-prestop 0" to see the race
+rehearse:
+	$(GO) run ./internal/rehearsal/cmd/rehearse $(REHEARSE_FLAGS)
 
 # --- image and kind deployment ------------------------------------------------
 IMAGE ?= lameduck:dev

@@ -40,10 +40,9 @@ var env struct {
 // KEEP_CLUSTER=1. KIND_NODE_IMAGE picks the node image (kind's default when
 // unset).
 func TestMain(m *testing.M) {
-	code, err := setUp()
-	if err != nil {
+	code := 1
+	if err := setUp(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-		code = 1
 	} else {
 		code = m.Run()
 	}
@@ -56,7 +55,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func setUp() (int, error) {
+func setUp() error {
 	env.image = getenv("IMAGE", "lameduck:dev")
 	env.nodePort = "http://127.0.0.1:30080"
 	env.keepAfter = os.Getenv("KEEP_CLUSTER") == "1"
@@ -65,7 +64,7 @@ func setUp() (int, error) {
 
 	existing, err := env.provider.List()
 	if err != nil {
-		return 1, fmt.Errorf("list kind clusters (is Docker running?): %w", err)
+		return fmt.Errorf("list kind clusters (is Docker running?): %w", err)
 	}
 	reuse := false
 	for _, c := range existing {
@@ -75,7 +74,7 @@ func setUp() (int, error) {
 		name = "lameduck-e2e"
 		for _, c := range existing {
 			if c == name {
-				return 1, fmt.Errorf("a kind cluster named %s exists already: reuse it with KIND_CLUSTER=%s, "+
+				return fmt.Errorf("a kind cluster named %s exists already: reuse it with KIND_CLUSTER=%s, "+
 					"or delete it (kind delete cluster --name %s)", name, name, name)
 			}
 		}
@@ -94,7 +93,7 @@ func setUp() (int, error) {
 		fmt.Fprintf(os.Stderr, "e2e: creating kind cluster %s\n", name)
 		start := time.Now()
 		if err := env.provider.Create(name, opts...); err != nil {
-			return 1, fmt.Errorf("create kind cluster %s: %w", name, err)
+			return fmt.Errorf("create kind cluster %s: %w", name, err)
 		}
 		env.created = true
 		fmt.Fprintf(os.Stderr, "e2e: cluster created in %s\n", time.Since(start).Round(time.Second))
@@ -103,37 +102,37 @@ func setUp() (int, error) {
 	}
 
 	if err := loadImage(name, env.image); err != nil {
-		return 1, err
+		return err
 	}
 	kubeconfig, err := env.provider.KubeConfig(name, false)
 	if err != nil {
-		return 1, fmt.Errorf("kubeconfig of %s: %w", name, err)
+		return fmt.Errorf("kubeconfig of %s: %w", name, err)
 	}
 	restConfig, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
 	if err != nil {
-		return 1, fmt.Errorf("parse kubeconfig: %w", err)
+		return fmt.Errorf("parse kubeconfig: %w", err)
 	}
 	restConfig.QPS, restConfig.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
-		return 1, fmt.Errorf("kubernetes client: %w", err)
+		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	env.kube, err = newKube(restConfig, cs, "default")
 	if err != nil {
-		return 1, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := env.kube.applyDir(ctx, "../k8s", env.image, nil); err != nil {
-		return 1, err
+		return err
 	}
 	if _, err := env.kube.waitRollout(ctx, nil); err != nil {
-		return 1, fmt.Errorf("initial rollout: %w", err)
+		return fmt.Errorf("initial rollout: %w", err)
 	}
 	if err := env.kube.waitDataPath(ctx, env.nodePort); err != nil {
-		return 1, err
+		return err
 	}
-	return 0, nil
+	return nil
 }
 
 // loadImage puts the local Docker image into every node of the cluster, as
