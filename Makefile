@@ -79,3 +79,19 @@ e2e: image
 soak: image
 	cd e2e && IMAGE=$(IMAGE) E2E_ROLLOUTS=$${E2E_ROLLOUTS:-50} E2E_RATE=$${E2E_RATE:-2000} E2E_NEGATIVE_ROLLOUTS=0 \
 	  $(GO) test -tags e2e -count=1 -v -timeout 6h -run TestRolloutUnderLoad .
+
+# --- benchmarks -------------------------------------------------------------------
+BENCH_FLAGS ?=
+BENCH_MICRO ?= internal/bench/micro.txt
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: bench
+
+## bench: what the README promises, measured (~3 min): lameduck against plain net/http under wrk (installed
+##   with apt-get if missing), shutdown overshoot, start-up, image size and memory, the job queue, and the Go
+##   micro-benchmarks (raw output in $(BENCH_MICRO), for benchstat); prints one table and writes it to
+##   internal/bench/RESULTS.md. BENCH_FLAGS="-rounds 10 -round 10s" for longer runs; -h lists the flags
+bench:
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	@echo "go micro-benchmarks -> $(BENCH_MICRO)"
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/ > $(BENCH_MICRO)
+	$(GO) run ./internal/bench/cmd/bench -ldflags "$(LDFLAGS)" -micro $(BENCH_MICRO) $(BENCH_FLAGS)

@@ -24,25 +24,31 @@ type connInfo struct {
 type connTracker struct {
 	mu      sync.Mutex
 	busy    map[net.Conn]connInfo // connections that are new or serving a request
-	changed chan struct{}         // closed and replaced whenever busy shrinks
+	changed chan struct{}         // closed (and set to nil) when busy shrinks; made only for a waiter
 }
 
 func newConnTracker() *connTracker {
-	return &connTracker{busy: map[net.Conn]connInfo{}, changed: make(chan struct{})}
+	return &connTracker{busy: map[net.Conn]connInfo{}}
 }
 
 // hook is the http.Server ConnState callback.
 func (t *connTracker) hook(c net.Conn, s http.ConnState) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// This runs twice per request (active, then idle): it allocates nothing
+	// and reads the clock only for new connections.
 	switch s {
-	case http.StateNew, http.StateActive:
+	case http.StateNew:
 		t.busy[c] = connInfo{state: s, since: time.Now()}
+	case http.StateActive:
+		t.busy[c] = connInfo{state: s}
 	default: // idle, hijacked, closed
 		if _, ok := t.busy[c]; ok {
 			delete(t.busy, c)
-			close(t.changed)
-			t.changed = make(chan struct{})
+			if t.changed != nil {
+				close(t.changed)
+				t.changed = nil
+			}
 		}
 	}
 }
@@ -91,6 +97,9 @@ func (t *connTracker) busyNow(now time.Time) (n int, recheck time.Duration, chan
 			}
 		}
 		n++
+	}
+	if t.changed == nil {
+		t.changed = make(chan struct{})
 	}
 	return n, recheck, t.changed
 }

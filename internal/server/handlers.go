@@ -103,6 +103,9 @@ func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.S
 // durationParam parses the query parameter name as a Go duration in [0, max];
 // a missing parameter yields def.
 func durationParam(r *http.Request, name string, def, max time.Duration) (time.Duration, error) {
+	if r.URL.RawQuery == "" {
+		return def, nil // the common case; Query would allocate a map to say so
+	}
 	s := r.URL.Query().Get(name)
 	if s == "" {
 		return def, nil

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net/http"
 
 	"github.com/lameduck/lameduck/internal/health"
@@ -44,6 +45,12 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Write(b []byte) (int, error) {
 	s.wrote = true
 	return s.ResponseWriter.Write(b)
+}
+
+// WriteString keeps io.WriteString from copying s into a new []byte.
+func (s *statusWriter) WriteString(str string) (int, error) {
+	s.wrote = true
+	return io.WriteString(s.ResponseWriter, str)
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

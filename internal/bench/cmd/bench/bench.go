@@ -1,0 +1,586 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// Targets, the numbers lameduck promises.
+const (
+	targetRatio           = 0.95                  // GET /hello throughput, lameduck ÷ plain net/http
+	targetOvershoot       = 50 * time.Millisecond // shutdown beyond what it must wait for
+	targetStartup         = 50 * time.Millisecond // process start to /ready 200
+	targetImage     int64 = 12 << 20              // bytes
+	targetIdleRSS   int64 = 15 << 20              // bytes
+)
+
+// bench runs the measurements. Each method returns table rows; lifecycle
+// and overhead also leave memory readings for footprint.
+type bench struct {
+	o    options
+	bins binaries
+	dir  string
+	logf func(format string, args ...any)
+
+	idleRSS           []int64 // VmRSS of idle lameduck processes (lifecycle)
+	loadHWM, plainHWM int64   // VmHWM after the overhead rounds
+}
+
+// row is one line of the table.
+type row struct{ Metric, Target, Measured, Result string }
+
+const none = "—"
+
+func verdict(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "MISS"
+}
+
+func (b *bench) gomaxprocs() string { return "GOMAXPROCS=" + strconv.Itoa(b.o.gomaxprocs) }
+
+// startLameduck starts lameduck on loopback ports the kernel picks, with
+// the harness's GOMAXPROCS and the given LAMEDUCK_* settings.
+func (b *bench) startLameduck(ctx context.Context, onLine func([]byte), env ...string) (*proc, error) {
+	env = append([]string{b.gomaxprocs(), "LAMEDUCK_HTTP_ADDR=127.0.0.1:0", "LAMEDUCK_ADMIN_ADDR=127.0.0.1:0",
+		"LAMEDUCK_LOG_FORMAT=json", "LAMEDUCK_LOG_LEVEL=info"}, env...)
+	return startProc(ctx, "lameduck", b.bins.lameduck, env, onLine)
+}
+
+// overhead loads GET /hello of lameduck and of the plain server with wrk,
+// alternating rounds (lameduck, plain, plain, lameduck, ...), and compares
+// them round by round.
+func (b *bench) overhead(ctx context.Context) ([]row, error) {
+	w, err := newWrk(b.dir, b.o.threads, b.o.conns)
+	if err != nil {
+		return nil, err
+	}
+	ld, err := b.startLameduck(ctx, nil, "LAMEDUCK_PRESTOP_DELAY=0s")
+	if err != nil {
+		return nil, err
+	}
+	defer ld.Stop()
+	pl, err := startProc(ctx, "plain", b.bins.plain, []string{b.gomaxprocs()}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer pl.Stop()
+
+	type server struct {
+		name           string
+		p              *proc
+		rps, p99, on   []float64 // per round: req/s, p99 (ns), cores busy
+		cpu, user, sys []float64 // per round: CPU seconds per request: all, user, system
+		errs           int64
+	}
+	servers := []*server{{name: "lameduck", p: ld}, {name: "net/http", p: pl}}
+	for _, s := range servers {
+		if _, err := w.run(ctx, "http://"+s.p.httpAddr+"/hello", b.o.warmup); err != nil {
+			return nil, err
+		}
+	}
+	for i := range b.o.rounds {
+		order := servers
+		if i%2 == 1 { // ABBA ABBA...: a drift in the machine's load hits both alike
+			order = []*server{servers[1], servers[0]}
+		}
+		for _, s := range order {
+			u0, s0, err := cpuTicks(s.p.Pid())
+			if err != nil {
+				return nil, err
+			}
+			r, err := w.run(ctx, "http://"+s.p.httpAddr+"/hello", b.o.round)
+			if err != nil {
+				return nil, err
+			}
+			u1, s1, err := cpuTicks(s.p.Pid())
+			if err != nil {
+				return nil, err
+			}
+			user, sys := float64(u1-u0)/ticksPerSecond, float64(s1-s0)/ticksPerSecond
+			cpu := user + sys
+			s.rps = append(s.rps, r.RPS())
+			s.p99 = append(s.p99, float64(r.P99()))
+			s.cpu = append(s.cpu, cpu/float64(r.Requests))
+			s.user = append(s.user, user/float64(r.Requests))
+			s.sys = append(s.sys, sys/float64(r.Requests))
+			s.on = append(s.on, cpu/(r.DurationUS/1e6))
+			s.errs += r.Errors()
+			b.logf("overhead round %d/%d %-8s %7.0f req/s  p99 %-8s  busy: server %3.0f%%, wrk %3.0f%% of a core; server %.2f µs CPU/request; %d errors",
+				i+1, b.o.rounds, s.name, r.RPS(), fmtDur(r.P99()), 100*cpu/(r.DurationUS/1e6), 100*r.CPU.Seconds()/(r.DurationUS/1e6),
+				1e6*cpu/float64(r.Requests), r.Errors())
+		}
+	}
+	l, p := servers[0], servers[1]
+	var ratios, cpuRatios, userRatios, sysRatios []float64
+	for i := range l.rps {
+		ratios = append(ratios, l.rps[i]/p.rps[i])
+		cpuRatios = append(cpuRatios, l.cpu[i]/p.cpu[i])
+		userRatios = append(userRatios, l.user[i]/p.user[i])
+		sysRatios = append(sysRatios, l.sys[i]/p.sys[i])
+	}
+	ratio := median(ratios)
+	if _, b.loadHWM, err = memStatus(ld.Pid()); err != nil {
+		return nil, err
+	}
+	if _, b.plainHWM, err = memStatus(pl.Pid()); err != nil {
+		return nil, err
+	}
+	lo, hi := minOf(ratios), maxOf(ratios)
+	errNote := ""
+	if l.errs+p.errs > 0 {
+		errNote = fmt.Sprintf("; failed requests: lameduck %d, net/http %d", l.errs, p.errs)
+	}
+	return []row{
+		{
+			"GET /hello throughput, lameduck ÷ plain net/http",
+			fmt.Sprintf("≥ %.2f×", targetRatio),
+			fmt.Sprintf("%.3f× (%s vs %s req/s; median of %d per-round ratios, which ranged %.2f–%.2f×)%s",
+				ratio, fmtInt(median(l.rps)), fmtInt(median(p.rps)), len(ratios), lo, hi, errNote),
+			verdict(ratio >= targetRatio && l.errs+p.errs == 0),
+		},
+		{
+			"GET /hello p99 latency, lameduck vs plain",
+			none,
+			fmt.Sprintf("%s vs %s (medians of %d rounds of %s; %s, wrk -t%d -c%d)",
+				fmtDur(time.Duration(median(l.p99))), fmtDur(time.Duration(median(p.p99))), b.o.rounds,
+				fmtDur(b.o.round), b.gomaxprocs(), b.o.threads, b.o.conns),
+			none,
+		},
+		{
+			"server CPU per GET /hello, lameduck vs plain",
+			none,
+			fmt.Sprintf("%.2f µs vs %.2f µs: lameduck %+.1f%% (user time %+.1f%%, system %+.1f%%; medians of per-round ratios); servers busy %.0f%% / %.0f%% of a core",
+				1e6*median(l.cpu), 1e6*median(p.cpu), 100*(median(cpuRatios)-1), 100*(median(userRatios)-1),
+				100*(median(sysRatios)-1), 100*median(l.on), 100*median(p.on)),
+			none,
+		},
+	}, nil
+}
+
+// lifecycle starts lameduck runs times: start-up to /ready, idle memory,
+// then SIGTERM to exit with nothing in flight (one idle keep-alive
+// connection open, as a client pool leaves it).
+func (b *bench) lifecycle(ctx context.Context) ([]row, error) {
+	prestop := b.o.prestop
+	var startups, overshoots []time.Duration
+	b.idleRSS = nil
+	for i := range b.o.runs {
+		p, err := b.startLameduck(ctx, nil, "LAMEDUCK_PRESTOP_DELAY="+prestop.String())
+		if err != nil {
+			return nil, err
+		}
+		startup, err := waitReady(ctx, p)
+		if err != nil {
+			p.Kill()
+			return nil, err
+		}
+		tr := &http.Transport{}
+		c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+		err = get(c, "http://"+p.httpAddr+"/hello")
+		if err == nil {
+			err = get(c, "http://"+p.adminAddr+"/metrics")
+		}
+		if err == nil {
+			err = sleep(ctx, 500*time.Millisecond)
+		}
+		var rss int64
+		if err == nil {
+			rss, _, err = memStatus(p.Pid())
+		}
+		if err != nil {
+			p.Kill()
+			return nil, err
+		}
+		overshoot, err := terminate(p, prestop, time.Time{})
+		tr.CloseIdleConnections()
+		if err != nil {
+			return nil, err
+		}
+		startups = append(startups, startup)
+		overshoots = append(overshoots, overshoot)
+		b.idleRSS = append(b.idleRSS, rss)
+		b.logf("run %d/%d: start-up %s, idle RSS %s, SIGTERM → exit %s beyond preStop",
+			i+1, b.o.runs, fmtDur(startup), fmtMiB(rss), fmtDur(overshoot))
+	}
+	return []row{
+		{
+			"start-up: process start → /ready 200",
+			fmt.Sprintf("≤ %d ms (median)", targetStartup.Milliseconds()),
+			fmt.Sprintf("median %s, max %s (n=%d)", fmtDur(median(startups)), fmtDur(maxOf(startups)), len(startups)),
+			verdict(median(startups) <= targetStartup),
+		},
+		{
+			"shutdown, idle: SIGTERM → exit, beyond preStop",
+			fmt.Sprintf("≤ %d ms", targetOvershoot.Milliseconds()),
+			fmt.Sprintf("median %s, max %s (preStop %s, n=%d)",
+				fmtDur(median(overshoots)), fmtDur(maxOf(overshoots)), fmtDur(prestop), len(overshoots)),
+			verdict(maxOf(overshoots) <= targetOvershoot),
+		},
+	}, nil
+}
+
+// inflight sends slow requests, some ending inside the preStop delay and
+// some after it, and measures SIGTERM → exit beyond max(preStop, the last
+// response).
+func (b *bench) inflight(ctx context.Context) ([]row, error) {
+	prestop := b.o.prestop
+	delays := []time.Duration{prestop / 2, prestop + 200*time.Millisecond, prestop + 500*time.Millisecond}
+	var overshoots []time.Duration
+	for i := range b.o.runs {
+		p, err := b.startLameduck(ctx, nil, "LAMEDUCK_PRESTOP_DELAY="+prestop.String())
+		if err != nil {
+			return nil, err
+		}
+		overshoot, err := b.inflightRun(ctx, p, delays)
+		if err != nil {
+			p.Kill()
+			return nil, err
+		}
+		overshoots = append(overshoots, overshoot)
+		b.logf("run %d/%d: SIGTERM → exit %s beyond max(preStop, last response)", i+1, b.o.runs, fmtDur(overshoot))
+	}
+	ds := make([]string, len(delays))
+	for i, d := range delays {
+		ds[i] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	return []row{{
+		"shutdown, requests in flight: SIGTERM → exit, beyond max(preStop, last response)",
+		fmt.Sprintf("≤ %d ms", targetOvershoot.Milliseconds()),
+		fmt.Sprintf("median %s, max %s (preStop %s; in flight at SIGTERM: ?delay= %s ms; n=%d)",
+			fmtDur(median(overshoots)), fmtDur(maxOf(overshoots)), fmtDur(prestop), strings.Join(ds, ", "), len(overshoots)),
+		verdict(maxOf(overshoots) <= targetOvershoot),
+	}}, nil
+}
+
+func (b *bench) inflightRun(ctx context.Context, p *proc, delays []time.Duration) (time.Duration, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: len(delays)}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	type answer struct {
+		at  time.Time
+		err error
+	}
+	answers := make(chan answer, len(delays))
+	for _, d := range delays {
+		go func() {
+			err := get(c, fmt.Sprintf("http://%s/hello?delay=%dms", p.httpAddr, d.Milliseconds()))
+			answers <- answer{time.Now(), err}
+		}()
+	}
+	// SIGTERM once the server is serving every one of them.
+	probe := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := metricValue(probe, "http://"+p.adminAddr+"/metrics", "lameduck_http_inflight_requests")
+		if err != nil {
+			return 0, err
+		}
+		if int(n) == len(delays) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("in-flight requests: %v after 5s; want %d", n, len(delays))
+		}
+		if err := sleep(ctx, 2*time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
+	probe.CloseIdleConnections()
+	ts, err := p.Terminate()
+	if err != nil {
+		return 0, err
+	}
+	var last time.Time
+	for range delays {
+		a := <-answers
+		if a.err != nil {
+			return 0, fmt.Errorf("request in flight at SIGTERM: %w", a.err)
+		}
+		if a.at.After(last) {
+			last = a.at
+		}
+	}
+	return exited(p, ts, b.o.prestop, last)
+}
+
+// footprint reports the image (or binary) size and lameduck's memory.
+func (b *bench) footprint(ctx context.Context) ([]row, error) {
+	var rows []row
+	binSize, err := fileSize(b.bins.lameduck)
+	if err != nil {
+		return nil, err
+	}
+	imgRow := row{"image size (lameduck, FROM scratch)", fmt.Sprintf("≤ %d MiB", targetImage>>20), "", none}
+	binTarget := none
+	size, err := b.imageSize(ctx)
+	if err == nil {
+		imgRow.Measured = fmt.Sprintf("%s (docker image inspect: Dockerfile stage prebuilt, binary built here)", fmtMiB(size))
+		imgRow.Result = verdict(size <= targetImage)
+	} else {
+		imgRow.Measured = "not measured: " + firstLine(err.Error()) + "; see the static binary below"
+		binTarget = fmt.Sprintf("≤ %d MiB (the image's only file)", targetImage>>20)
+	}
+	rows = append(rows, imgRow, row{"static binary size (CGO_ENABLED=0, -trimpath, -s -w)", binTarget, fmtMiB(binSize), none})
+	if binTarget != none {
+		rows[len(rows)-1].Result = verdict(binSize <= targetImage)
+	}
+	if len(b.idleRSS) > 0 {
+		rss := median(b.idleRSS)
+		rows = append(rows, row{
+			"resident memory (VmRSS), idle",
+			fmt.Sprintf("≤ %d MiB", targetIdleRSS>>20),
+			fmt.Sprintf("%s (median of %d fresh processes after /ready, one /hello and one /metrics scrape; max %s)",
+				fmtMiB(rss), len(b.idleRSS), fmtMiB(maxOf(b.idleRSS))),
+			verdict(rss <= targetIdleRSS),
+		})
+	}
+	if b.loadHWM > 0 {
+		rows = append(rows, row{
+			"resident memory under load (peak VmHWM), lameduck vs plain",
+			none,
+			fmt.Sprintf("%s vs %s (after the GET /hello rounds, %d connections)", fmtMiB(b.loadHWM), fmtMiB(b.plainHWM), b.o.conns),
+			none,
+		})
+	}
+	return rows, nil
+}
+
+// imageSize builds the Dockerfile's prebuilt stage from the binary built
+// here (so the size is this tree's, not a stale lameduck:dev's), reads its
+// size, and removes it.
+func (b *bench) imageSize(ctx context.Context) (int64, error) {
+	if !b.o.docker {
+		return 0, fmt.Errorf("-docker=false")
+	}
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		return 0, fmt.Errorf("docker not found")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, docker, "build", "-q", "-f", filepath.Join(b.bins.root, "Dockerfile"),
+		"--target", "prebuilt", "--build-arg", "BINARY=lameduck", "-t", b.o.image, filepath.Dir(b.bins.lameduck))
+	if out, err := build.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("docker build: %w: %s", err, bytes.TrimSpace(out))
+	}
+	defer func() {
+		_ = exec.Command(docker, "image", "rm", "-f", b.o.image).Run()
+	}()
+	out, err := exec.CommandContext(ctx, docker, "image", "inspect", b.o.image, "--format", "{{.Size}}").Output()
+	if err != nil {
+		return 0, fmt.Errorf("docker image inspect: %w", err)
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+}
+
+// jobWorkers is LAMEDUCK_WORKERS for the queue measurement (its default).
+const jobWorkers = 4
+
+// queue posts jobs at a steady rate and reads each job's enqueue→processed
+// latency from its msg="job processed" record.
+func (b *bench) queue(ctx context.Context) ([]row, error) {
+	var mu sync.Mutex
+	var latencies []time.Duration
+	var bad error
+	onLine := func(line []byte) {
+		if !bytes.Contains(line, []byte(`"msg":"job processed"`)) {
+			return
+		}
+		var rec struct {
+			Latency string `json:"latency"`
+		}
+		err := json.Unmarshal(line, &rec)
+		var d time.Duration
+		if err == nil {
+			d, err = time.ParseDuration(rec.Latency)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			bad = fmt.Errorf("job record %s: %w", line, err)
+			return
+		}
+		latencies = append(latencies, d)
+	}
+	p, err := b.startLameduck(ctx, onLine, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_JOB_DURATION="+b.o.jobWork.String(),
+		"LAMEDUCK_WORKERS="+strconv.Itoa(jobWorkers))
+	if err != nil {
+		return nil, err
+	}
+	defer p.Stop()
+
+	tr := &http.Transport{MaxIdleConnsPerHost: vegeta.DefaultConnections}
+	defer tr.CloseIdleConnections()
+	a := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}), vegeta.Timeout(5*time.Second))
+	target := vegeta.Target{Method: http.MethodPost, URL: "http://" + p.httpAddr + "/jobs", Body: []byte(`{"task":"bench"}`)}
+	var m vegeta.Metrics
+	for r := range a.Attack(vegeta.NewStaticTargeter(target), vegeta.Rate{Freq: b.o.jobRate, Per: time.Second}, b.o.jobFor, "jobs") {
+		m.Add(r)
+	}
+	m.Close()
+	accepted := m.StatusCodes["202"]
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n, err := len(latencies), bad
+		mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if n >= accepted || time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	mu.Lock()
+	lat := sorted(latencies)
+	mu.Unlock()
+	b.logf("%d POST /jobs at %.1f/s: %d accepted, %d processed", m.Requests, m.Rate, accepted, len(lat))
+	if len(lat) == 0 {
+		return nil, fmt.Errorf("no job processed (%d accepted; status codes %v; errors %v)", accepted, m.StatusCodes, m.Errors)
+	}
+	ok := uint64(accepted) == m.Requests && len(lat) == accepted
+	return []row{
+		{
+			fmt.Sprintf("POST /jobs at %d req/s for %s (job work %s)", b.o.jobRate, fmtDur(b.o.jobFor), b.o.jobWork),
+			"every job accepted and processed",
+			fmt.Sprintf("%d/%d accepted (%.1f req/s), %d processed; response p50 %s, p99 %s",
+				accepted, m.Requests, m.Throughput, len(lat), fmtDur(m.Latencies.P50), fmtDur(m.Latencies.P99)),
+			verdict(ok),
+		},
+		{
+			"job latency, enqueue → processed (p50 / p99)",
+			none,
+			fmt.Sprintf("%s / %s (%d jobs, %d workers; from each job's log record)",
+				fmtDur(percentile(lat, 0.50)), fmtDur(percentile(lat, 0.99)), len(lat), jobWorkers),
+			none,
+		},
+	}, nil
+}
+
+// waitReady polls GET /ready (new connection each time, as the kubelet
+// probes) and returns the time from p's start to the first 200.
+func waitReady(ctx context.Context, p *proc) (time.Duration, error) {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := c.Get("http://" + p.adminAddr + "/ready")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(p.started), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("/ready not 200 within 10s (last error %v)", err)
+		}
+		if err := sleep(ctx, time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// terminate sends SIGTERM and returns what exited returns.
+func terminate(p *proc, prestop time.Duration, after time.Time) (time.Duration, error) {
+	ts, err := p.Terminate()
+	if err != nil {
+		p.Kill()
+		return 0, err
+	}
+	return exited(p, ts, prestop, after)
+}
+
+// exited waits for p, sent SIGTERM at ts, to exit, checks it was clean (exit
+// code 0, msg="shutdown complete") and returns how long after
+// max(ts + prestop, after) it exited. Only one SIGTERM may be sent: a
+// second aborts lameduck's shutdown.
+func exited(p *proc, ts time.Time, prestop time.Duration, after time.Time) (time.Duration, error) {
+	if !p.Wait(prestop + 30*time.Second) {
+		p.Kill()
+		return 0, fmt.Errorf("lameduck did not exit within %s of SIGTERM", prestop+30*time.Second)
+	}
+	if p.ExitCode() != 0 || !p.Complete() {
+		return 0, fmt.Errorf("lameduck exited with code %d (shutdown complete logged: %t):\n%s", p.ExitCode(), p.Complete(), p.Log())
+	}
+	ref := ts.Add(prestop)
+	if after.After(ref) {
+		ref = after
+	}
+	return p.ExitedAt().Sub(ref), nil
+}
+
+func fileSize(path string) (int64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// get fetches url and wants 200.
+func get(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s = %d; want 200", url, resp.StatusCode)
+	}
+	return nil
+}
+
+// metricValue reads one unlabelled sample from a Prometheus text endpoint.
+func metricValue(c *http.Client, url, name string) (float64, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s: no sample %s", url, name)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

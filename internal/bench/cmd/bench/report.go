@@ -1,0 +1,322 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// machine describes where the benchmarks ran.
+type machine struct {
+	date             time.Time
+	cpus             int
+	cpu, kernel, mem string
+	goVersion, code  string
+	loadStart        string
+	loadEnd          string
+}
+
+func readMachine() machine {
+	m := machine{
+		date: time.Now().UTC(), cpus: runtime.NumCPU(), goVersion: runtime.Version(),
+		cpu: "unknown", kernel: "unknown", mem: "unknown", code: "unknown", loadStart: readLoadavg(),
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if name, val, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+				m.cpu = strings.TrimSpace(val)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64); err == nil {
+					m.mem = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
+		m.code = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// readLoadavg returns the 1, 5 and 15 minute load averages.
+func readLoadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// renderTable renders rows as a Markdown table.
+func renderTable(rows []row) string {
+	var b strings.Builder
+	b.WriteString("| metric | target | measured | result |\n|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", cell(r.Metric), cell(r.Target), cell(r.Measured), cell(r.Result))
+	}
+	return b.String()
+}
+
+func cell(s string) string {
+	if s == "" {
+		return none
+	}
+	return strings.ReplaceAll(s, "|", `\|`)
+}
+
+// renderResults is the content of RESULTS.md: the machine, the command,
+// the table and how it was measured.
+func renderResults(m machine, o options, args []string, table string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# lameduck benchmark results
+
+Written by `+"`make bench`"+` (internal/bench/cmd/bench); rerun it to replace this file. Missed targets read
+MISS; they are reported, not failed. Numbers from a busy machine are noisy: compare runs on the same, quiet machine.
+
+- date: %s
+- machine: %d CPUs (nproc), %s, %s RAM, kernel %s
+- load average (1/5/15 min): %s at start, %s at end
+- Go: %s; code: %s
+- command: `+"`make bench`"+` = the Go micro-benchmarks (below), then `+"`go run ./internal/bench/cmd/bench %s`"+`
+
+%s
+## How each number is measured
+
+- **Overhead.** lameduck (the real binary: middleware with metrics, in-flight gauge and draining gate; connection
+  tracking) and internal/bench/plain (net/http, a ServeMux and the same "hello\n" answer, nothing else), both built
+  here with the same Go, CGO_ENABLED=0 -trimpath. Both run with %s in their environment, so each uses at most
+  one core for Go code, and wrk (Debian's wrk, -t %d -c %d, keep-alive, closed loop) gets the other core. Rounds
+  alternate the order, lameduck, plain, plain, lameduck, ... (%d rounds of %s per server, after %s of unrecorded
+  warm-up each); each ratio is the median of the per-round ratios, so a drift in the machine's load cancels.
+  Server CPU per request is utime+stime from /proc/PID/stat over a round divided by the requests answered: it
+  is the overhead with the generator taken out, and the steadier number on a shared machine; lameduck's own code
+  (middleware, connection tracking) shows in user time, while system time is the kernel's loopback TCP work,
+  the same for both. "busy" near 100%% means the server, not wrk or other load, was the limit; well below it,
+  throughput says more about the machine than about the servers.
+- **Shutdown.** lameduck with LAMEDUCK_PRESTOP_DELAY=%s; the time from SIGTERM to the process's exit (wait4
+  returning), minus what it must wait for: the preStop delay (idle: one idle keep-alive connection open, nothing in
+  flight), or the later of the preStop delay and the last in-flight response reaching the client. Every run must
+  exit 0 having logged msg="shutdown complete".
+- **Start-up.** From just before fork/exec to the first 200 from GET /ready (a new connection per probe, as the
+  kubelet makes), %d fresh processes.
+- **Footprint.** The image is the Dockerfile's prebuilt stage (FROM scratch plus the binary), built from the binary
+  built here and removed afterwards; its size is docker image inspect's .Size. Idle memory is VmRSS from
+  /proc/PID/status of each fresh process 0.5 s after one GET /hello and one /metrics scrape; under load, VmHWM
+  (peak) after the overhead rounds.
+- **Queue.** vegeta (github.com/tsenart/vegeta/v12/lib) posts POST /jobs at a constant rate; latency is the
+  "latency" of each msg="job processed" record (enqueue → processed, the observation behind
+  lameduck_job_latency_seconds, whose smallest bucket is 5 ms).
+- **Micro-benchmarks.** `+"`go test -run '^$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/`"+`,
+  raw output in %s, summarised above as the median of the 5 counts. To compare a change:
+  `+"`go test -run '^$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/ > new.txt`"+` then
+  `+"`go run golang.org/x/perf/cmd/benchstat@latest %s new.txt`"+`.
+`,
+		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpu, m.mem, m.kernel, m.loadStart, m.loadEnd,
+		m.goVersion, m.code, shellJoin(args), table,
+		"GOMAXPROCS="+strconv.Itoa(o.gomaxprocs), o.threads, o.conns, o.rounds, o.round, o.warmup,
+		fmtDur(o.prestop), o.runs, microName(o.micro), microName(o.micro))
+	return b.String()
+}
+
+// shellJoin quotes args for a shell where needed.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"$`\\*?[]{}()<>|&;#~") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}
+
+func microName(path string) string {
+	if path == "" {
+		return "(none given: -micro)"
+	}
+	return path
+}
+
+// microRows summarises raw `go test -bench` output: per benchmark, the
+// median of its counts.
+func (b *bench) microRows(context.Context) ([]row, error) {
+	if b.o.micro == "" {
+		return nil, nil
+	}
+	f, err := os.Open(b.o.micro)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	results, err := parseBench(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.o.micro, err)
+	}
+	rows := make([]row, 0, len(results))
+	for _, r := range results {
+		rows = append(rows, row{
+			"go test -bench " + r.name,
+			none,
+			fmt.Sprintf("%s ns/op, %s B/op, %s allocs/op (median of %d)",
+				fmtInt(median(r.ns)), fmtInt(median(r.bytes)), fmtInt(median(r.allocs)), len(r.ns)),
+			none,
+		})
+	}
+	return rows, nil
+}
+
+// benchResult is one benchmark's runs.
+type benchResult struct {
+	name              string // package.BenchmarkName-P
+	ns, bytes, allocs []float64
+}
+
+// parseBench reads `go test -bench -benchmem` output, keeping the order in
+// which benchmarks first appear.
+func parseBench(f io.Reader) ([]*benchResult, error) {
+	var out []*benchResult
+	byName := map[string]*benchResult{}
+	pkg := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if p, ok := strings.CutPrefix(line, "pkg: "); ok {
+			pkg = p[strings.LastIndexByte(p, '/')+1:]
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
+			continue
+		}
+		name := fields[0]
+		if pkg != "" {
+			name = pkg + "." + name
+		}
+		r := byName[name]
+		if r == nil {
+			r = &benchResult{name: name}
+			byName[name] = r
+			out = append(out, r)
+		}
+		// fields[1] is the iteration count; then value-unit pairs.
+		for i := 2; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				continue
+			}
+			switch fields[i+1] {
+			case "ns/op":
+				r.ns = append(r.ns, v)
+			case "B/op":
+				r.bytes = append(r.bytes, v)
+			case "allocs/op":
+				r.allocs = append(r.allocs, v)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no benchmark results")
+	}
+	for _, r := range out {
+		if len(r.ns) == 0 || len(r.bytes) != len(r.ns) || len(r.allocs) != len(r.ns) {
+			return nil, fmt.Errorf("%s: want ns/op, B/op and allocs/op on every line (run with -benchmem)", r.name)
+		}
+	}
+	return out, nil
+}
+
+type number interface{ ~int64 | ~float64 }
+
+// median returns the median of xs (the mean of the middle two for an even
+// count); xs must not be empty.
+func median[T number](xs []T) T {
+	s := sorted(xs)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func maxOf[T number](xs []T) T { return slices.Max(xs) }
+func minOf[T number](xs []T) T { return slices.Min(xs) }
+
+func sorted[T number](xs []T) []T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s
+}
+
+// percentile returns the nearest-rank p-quantile (0 < p ≤ 1) of sorted s.
+func percentile[T number](s []T, p float64) T {
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// fmtDur renders d with about three significant digits: 850 µs, 1.25 ms,
+// 12.3 ms, 300 ms, 1.50 s.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + fmtDur(-d)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	case d < 100*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+}
+
+func fmtMiB[T number](bytes T) string { return fmt.Sprintf("%.1f MiB", float64(bytes)/(1<<20)) }
+
+// fmtInt renders x rounded, with a space between thousands: 41 250.
+func fmtInt[T number](x T) string {
+	s := strconv.FormatInt(int64(math.Round(float64(x))), 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteRune(' ')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
