@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -92,9 +93,10 @@ func (m Mix) kinds(run string) []kind {
 
 // Load is a mixed load in progress. Start it with Start, end it with Stop.
 type Load struct {
-	started   time.Time
-	attackers []*vegeta.Attacker
-	wg        sync.WaitGroup
+	started    time.Time
+	attackers  []*vegeta.Attacker
+	transports []*http.Transport // closed by Stop, so no idle connection outlives the load
+	wg         sync.WaitGroup
 
 	mu       sync.Mutex
 	stats    map[string]*kindStats
@@ -120,10 +122,14 @@ func Start(m Mix) *Load {
 		if k.rate <= 0 {
 			continue
 		}
-		a := vegeta.NewAttacker(vegeta.KeepAlive(k.keepAlive), vegeta.Timeout(timeout), vegeta.Workers(16),
-			vegeta.MaxBody(1024))
+		tr := newTransport()
+		a := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}), vegeta.KeepAlive(k.keepAlive),
+			vegeta.Timeout(timeout), vegeta.Workers(16), vegeta.MaxBody(1024))
 		l.attackers = append(l.attackers, a)
+		l.transports = append(l.transports, tr)
+		l.mu.Lock() // the kinds started before this one are recording already
 		l.stats[k.name] = &kindStats{failures: map[string]int{}}
+		l.mu.Unlock()
 		var seq atomic.Uint64
 		targeter := func(t *vegeta.Target) error {
 			k.target(seq.Add(1), t)
@@ -139,6 +145,19 @@ func Start(m Mix) *Load {
 	return l
 }
 
+// newTransport returns the transport vegeta.NewAttacker would build, made
+// here so that Stop can close its idle connections: vegeta's own transport
+// is private, and the goroutines of its idle connections outlive the load.
+func newTransport() *http.Transport {
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         dialer.DialContext,
+		MaxIdleConnsPerHost: vegeta.DefaultConnections,
+		MaxConnsPerHost:     vegeta.DefaultMaxConnections,
+	}
+}
+
 // Counts returns the requests answered and failed so far.
 func (l *Load) Counts() (requests, failures uint64) {
 	l.mu.Lock()
@@ -152,16 +171,25 @@ func (l *Load) Counts() (requests, failures uint64) {
 	return requests, failures
 }
 
-// Stop ends the load, waits for every request in flight, and reports.
+// Stop ends the load, waits for every request in flight, closes the idle
+// connections, and reports.
 func (l *Load) Stop() Report {
 	for _, a := range l.attackers {
 		a.Stop()
 	}
 	l.wg.Wait()
+	for _, tr := range l.transports {
+		tr.CloseIdleConnections()
+	}
 	return l.report(time.Since(l.started))
 }
 
-var addrRE = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
+var (
+	addrRE = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
+	// urlRE matches the `Get "http://...": ` that *url.Error puts before
+	// the cause, so that failures group by cause, not by URL.
+	urlRE = regexp.MustCompile(`^[A-Z][a-zA-Z]* "[^"]*": `)
+)
 
 func (l *Load) record(kind string, r *vegeta.Result) {
 	l.mu.Lock()
@@ -170,7 +198,7 @@ func (l *Load) record(kind string, r *vegeta.Result) {
 	s.metrics.Add(r)
 	l.all.Add(r)
 	if r.Code < 200 || r.Code >= 300 || r.Error != "" {
-		why := addrRE.ReplaceAllString(r.Error, "ADDR")
+		why := addrRE.ReplaceAllString(urlRE.ReplaceAllString(r.Error, ""), "ADDR")
 		if r.Code != 0 {
 			why = strconv.Itoa(int(r.Code)) + " " + strings.TrimPrefix(why, strconv.Itoa(int(r.Code))+" ")
 		}

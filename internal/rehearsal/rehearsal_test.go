@@ -1,0 +1,165 @@
+package rehearsal_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/lameduck/lameduck/internal/loadtest"
+	"github.com/lameduck/lameduck/internal/rehearsal"
+)
+
+// build is the lameduck binary, built once for every test that needs it.
+var build struct {
+	once        sync.Once
+	dir, binary string
+	err         error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
+}
+
+// lameduck returns the path of the real binary, building it on first use.
+func lameduck(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		if build.dir, build.err = os.MkdirTemp("", "rehearsal-"); build.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		build.binary, build.err = rehearsal.Build(ctx, build.dir)
+	})
+	if build.err != nil {
+		t.Fatalf("build lameduck: %v", build.err)
+	}
+	return build.binary
+}
+
+// quick is the rehearsal `make test` runs: 3 replicas rolled out 3 times
+// behind a balancer that learns readiness 300ms late (plus up to one 100ms
+// poll), under ~170 req/s of mixed load, in about 15s.
+func quick(t *testing.T, prestop time.Duration) rehearsal.Config {
+	t.Helper()
+	return rehearsal.Config{
+		Binary:          lameduck(t),
+		Replicas:        3,
+		Rollouts:        3,
+		Balancer:        rehearsal.BalancerConfig{Poll: 100 * time.Millisecond, Lag: 300 * time.Millisecond},
+		Prestop:         prestop,
+		ShutdownTimeout: 5 * time.Second,
+		DrainTimeout:    5 * time.Second,
+		Mix: loadtest.Mix{
+			KeepAlive: 80, Fresh: 40, Slow: 10, Jobs: 30, FreshJobs: 10,
+			SlowMin: 200 * time.Millisecond, SlowMax: 800 * time.Millisecond, Timeout: 10 * time.Second,
+		},
+		Warmup:   time.Second,
+		Cooldown: 500 * time.Millisecond,
+		Logf:     t.Logf,
+	}
+}
+
+// rehearse runs cfg and logs its report.
+func rehearse(t *testing.T, cfg rehearsal.Config) *rehearsal.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	res, err := rehearsal.Run(ctx, cfg)
+	if res != nil {
+		t.Logf("report:\n%s", res)
+	}
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// A rehearsal that sent little or replaced nothing proves nothing.
+	if want := uint64(cfg.Mix.Rate()) * 3; res.Report.Requests < want {
+		t.Errorf("Report.Requests = %d; want at least %d", res.Report.Requests, want)
+	}
+	if len(res.Report.Accepted) == 0 {
+		t.Error("no job was accepted")
+	}
+	if got, want := len(res.Replicas), cfg.Replicas*(cfg.Rollouts+1); got != want {
+		t.Errorf("%d replicas ran; want %d", got, want)
+	}
+	return res
+}
+
+// TestRollingUpdateLosesNothing rolls lameduck out three times under load
+// with a preStop delay longer than the balancer takes to stop routing to a
+// terminating replica: nothing may be lost.
+func TestRollingUpdateLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real replicas under load for ~15s")
+	}
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	cfg := quick(t, time.Second) // > Lag + Poll + a margin for a busy machine
+
+	res := rehearse(t, cfg)
+
+	if res.Report.Failures > 0 {
+		t.Errorf("%d of %d requests failed; want none. First failures:\n  %s",
+			res.Report.Failures, res.Report.Requests, strings.Join(res.Report.Samples, "\n  "))
+	}
+	if len(res.Missing) > 0 {
+		t.Errorf("%d of %d accepted jobs never logged as processed (%d dropped); want none, first %s",
+			len(res.Missing), len(res.Report.Accepted), res.Dropped, res.Missing[0])
+	}
+	summaries := map[string]loadtest.Summary{}
+	for _, s := range res.Summaries {
+		summaries[s.Source] = s
+	}
+	for _, x := range res.Replicas {
+		s, ok := summaries[x.Name]
+		switch {
+		case x.Code != 0:
+			t.Errorf("replica %s exited with code %d; want 0. Its log ends:\n%s", x.Name, x.Code, tail(x.Log, 20))
+		case !ok:
+			t.Errorf("replica %s logged no \"shutdown complete\". Its log ends:\n%s", x.Name, tail(x.Log, 20))
+		case s.JobsDropped != 0 || s.RequestsCut != 0:
+			t.Errorf("replica %s: jobs_dropped = %d, requests_cut = %d; want 0, 0", x.Name, s.JobsDropped, s.RequestsCut)
+		}
+	}
+}
+
+// TestRollingUpdateWithoutPrestopFails is the negative control: the same
+// rehearsal with LAMEDUCK_PRESTOP_DELAY=0s. Each terminated replica closes
+// its listener at once while the balancer still routes new connections to
+// it for 300-400ms, so some requests must fail, or the rehearsal cannot
+// see the race it exists for.
+func TestRollingUpdateWithoutPrestopFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real replicas under load for ~15s")
+	}
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	cfg := quick(t, 0)
+
+	res := rehearse(t, cfg)
+
+	if res.Report.Failures == 0 {
+		t.Errorf("no request failed without a preStop delay; the rehearsal does not show the race")
+	}
+	if res.Balancer.DialFailures == 0 {
+		t.Errorf("the balancer never dialled a closed listener; want the connections routed to terminated replicas to be refused")
+	}
+	for _, k := range res.Report.Kinds {
+		for why, n := range k.FailuresBy {
+			t.Logf("expected failure: %s: %d × %s", k.Name, n, why)
+		}
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
