@@ -36,6 +36,7 @@ type Mix struct {
 	FreshJobs int // POST /jobs without a key, each on a new connection
 
 	SlowMin, SlowMax time.Duration // default 1s and 3s
+	JobWork          time.Duration // ?work= of each job; 0 leaves the server's LAMEDUCK_JOB_DURATION
 	Timeout          time.Duration // per request; default 30s
 }
 
@@ -72,6 +73,10 @@ func (m Mix) kinds(run string) []kind {
 		slowMax = max(slowMin, 3*time.Second)
 	}
 	hello := func(_ uint64, t *vegeta.Target) { t.Method, t.URL = http.MethodGet, m.Target+"/hello" }
+	jobs := m.Target + "/jobs"
+	if m.JobWork > 0 {
+		jobs += "?work=" + m.JobWork.String()
+	}
 	return []kind{
 		{"keepalive", m.KeepAlive, true, hello},
 		{"fresh", m.Fresh, false, hello},
@@ -80,12 +85,12 @@ func (m Mix) kinds(run string) []kind {
 			t.Method, t.URL = http.MethodGet, fmt.Sprintf("%s/hello?delay=%dms", m.Target, d.Milliseconds())
 		}},
 		{"jobs", m.Jobs, true, func(seq uint64, t *vegeta.Target) {
-			t.Method, t.URL = http.MethodPost, m.Target+"/jobs"
+			t.Method, t.URL = http.MethodPost, jobs
 			t.Header = http.Header{"Idempotency-Key": {run + "-" + strconv.FormatUint(seq, 10)}}
 			t.Body = []byte(`{"task":"rollout"}`)
 		}},
 		{"jobs-fresh", m.FreshJobs, false, func(_ uint64, t *vegeta.Target) {
-			t.Method, t.URL = http.MethodPost, m.Target+"/jobs"
+			t.Method, t.URL = http.MethodPost, jobs
 			t.Body = []byte(`{"task":"rollout"}`)
 		}},
 	}

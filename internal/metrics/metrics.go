@@ -70,7 +70,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		JobLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "lameduck_job_latency_seconds", Help: "Time from enqueue to processed.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14), // 100µs to ~15s
 		}),
 		ShutdownPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lameduck_shutdown_phase_seconds", Help: "Duration of each phase of the last shutdown.",
