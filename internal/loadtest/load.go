@@ -127,8 +127,8 @@ func Start(m Mix) *Load {
 		if k.rate <= 0 {
 			continue
 		}
-		tr := newTransport()
-		a := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}), vegeta.KeepAlive(k.keepAlive),
+		tr := newTransport(k.keepAlive)
+		a := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}),
 			vegeta.Timeout(timeout), vegeta.Workers(16), vegeta.MaxBody(1024))
 		l.attackers = append(l.attackers, a)
 		l.transports = append(l.transports, tr)
@@ -151,13 +151,18 @@ func Start(m Mix) *Load {
 }
 
 // newTransport returns the transport vegeta.NewAttacker would build, made
-// here so that Stop can close its idle connections: vegeta's own transport
-// is private, and the goroutines of its idle connections outlive the load.
-func newTransport() *http.Transport {
+// here so that Stop can close its idle connections (vegeta's own transport is
+// private, and the goroutines of its idle connections outlive the load), and
+// so that fresh connections are not bound to a local port before connect:
+// vegeta.KeepAlive(false) swaps in a dialer that binds 0.0.0.0:0 first, which
+// cannot reuse TIME_WAIT ports and runs out of them at a few hundred new
+// connections a second.
+func newTransport(keepAlive bool) *http.Transport {
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         dialer.DialContext,
+		DisableKeepAlives:   !keepAlive,
 		MaxIdleConnsPerHost: vegeta.DefaultConnections,
 		MaxConnsPerHost:     vegeta.DefaultMaxConnections,
 	}
