@@ -126,7 +126,7 @@ func setUp() error {
 	if err := env.kube.applyDir(ctx, "../k8s", env.image, nil); err != nil {
 		return err
 	}
-	if _, err := env.kube.waitRollout(ctx, nil); err != nil {
+	if _, err := env.kube.waitRollout(ctx); err != nil {
 		return fmt.Errorf("initial rollout: %w", err)
 	}
 	if err := env.kube.waitDataPath(ctx, env.nodePort); err != nil {

@@ -160,7 +160,7 @@ type rollout struct {
 
 // waitRollout polls the Deployment until its rollout is complete, like
 // `kubectl rollout status`, recording the fewest available replicas seen.
-func (k *kube) waitRollout(ctx context.Context, _ any) (rollout, error) {
+func (k *kube) waitRollout(ctx context.Context) (rollout, error) {
 	start := time.Now()
 	r := rollout{MinAvailable: -1}
 	tick := time.NewTicker(100 * time.Millisecond)

@@ -99,7 +99,7 @@ func rollUnderLoad(t *testing.T, n int, m loadtest.Mix) outcome {
 			load.Stop()
 			t.Fatal(err)
 		}
-		r, err := env.kube.waitRollout(ctx, nil)
+		r, err := env.kube.waitRollout(ctx)
 		if err != nil {
 			load.Stop()
 			t.Fatalf("rollout %d: %v", i+1, err)
@@ -257,7 +257,7 @@ func TestNegativeControl(t *testing.T) {
 		if err := env.kube.restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := env.kube.waitRollout(ctx, nil); err != nil {
+		if _, err := env.kube.waitRollout(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -271,7 +271,7 @@ func TestNegativeControl(t *testing.T) {
 		if err := env.kube.restart(ctx); err != nil {
 			t.Error(err)
 		}
-		if _, err := env.kube.waitRollout(ctx, nil); err != nil {
+		if _, err := env.kube.waitRollout(ctx); err != nil {
 			t.Error(err)
 		}
 	})
