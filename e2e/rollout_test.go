@@ -44,7 +44,7 @@ func readParams(t *testing.T) params {
 // mix splits rate into the kinds of client a rollout meets.
 func mix(rate int) loadtest.Mix {
 	base := loadtest.Mix{
-		Target:    env.nodePort,
+		Target: env.nodePort,
 		// 15% of requests open a new connection each. Through Docker's port
 		// mapping every one leaves a TIME_WAIT socket on the host for 60 s,
 		// and the host has 28k ephemeral ports: at 2000 req/s that is 300 new
