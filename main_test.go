@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,6 +24,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() { // every test here drives the binary
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "lameduck-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -38,6 +43,14 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// skipShort skips tests that drive the whole binary under -short.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("drives the whole binary; skipped with -short")
+	}
 }
 
 // proc is a running lameduck binary and its JSON log.
@@ -110,12 +123,9 @@ func (p *proc) read(out io.Reader) {
 		p.changed = make(chan struct{})
 		p.mu.Unlock()
 	}
-	err := p.cmd.Wait()
+	_ = p.cmd.Wait() // the exit code says what matters; -1 when killed
 	p.mu.Lock()
 	p.code = p.cmd.ProcessState.ExitCode()
-	if err != nil && p.code == -1 {
-		p.code = -1
-	}
 	p.mu.Unlock()
 	close(p.exited)
 }
@@ -172,8 +182,7 @@ func (p *proc) all(msg string) []map[string]any {
 	return out
 }
 
-// wait waits for the process to exit and returns its exit code and how long
-// after since it exited.
+// wait waits for the process to exit and returns its exit code.
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()
 	select {
@@ -278,6 +287,7 @@ func refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 // Connection: close, jobs posted during it are accepted and processed, new
 // connections are refused after it, and the exit is clean and prompt.
 func TestShutdownSequence(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	const prestop = 1500 * time.Millisecond
 	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=1.5s", "LAMEDUCK_SHUTDOWN_TIMEOUT=6s",
@@ -294,25 +304,29 @@ func TestShutdownSequence(t *testing.T) {
 		ids = append(ids, postJob(t, keep, app, "300ms"))
 	}
 	type answer struct {
-		code int
-		body string
-		err  error
-		at   time.Time
+		code  int
+		body  string
+		err   error
+		at    time.Time
+		close bool // the response carried Connection: close
 	}
-	slow := make(chan answer, 1)
-	go func() {
-		resp, err := http.Get(app + "/hello?delay=3s")
+	get := func(url string, out chan<- answer) {
+		resp, err := http.Get(url)
 		if err != nil {
-			slow <- answer{err: err, at: time.Now()}
+			out <- answer{err: err, at: time.Now()}
 			return
 		}
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
-		slow <- answer{code: resp.StatusCode, body: string(b), err: err, at: time.Now()}
-	}()
-	// The slow request is in flight once the server counts it.
-	waitFor(t, 5*time.Second, "slow request in flight", func() bool {
-		return metric(t, admin, "lameduck_http_inflight_requests") >= 1
+		out <- answer{code: resp.StatusCode, body: string(b), err: err, at: time.Now(), close: resp.Close}
+	}
+	// slow ends after the preStop delay, during Shutdown; early ends within it.
+	slow, early := make(chan answer, 1), make(chan answer, 1)
+	go get(app+"/hello?delay=3s", slow)
+	go get(app+"/hello?delay=700ms", early)
+	// Both are in flight once the server counts them.
+	waitFor(t, 5*time.Second, "two requests in flight", func() bool {
+		return metric(t, admin, "lameduck_http_inflight_requests") >= 2
 	})
 
 	signalled := time.Now()
@@ -323,8 +337,8 @@ func TestShutdownSequence(t *testing.T) {
 		code, _ := status(admin + "/ready")
 		return code == http.StatusServiceUnavailable
 	})
-	if flip := time.Since(signalled); flip > 250*time.Millisecond {
-		t.Errorf("/ready turned 503 after %s; want within 100 ms (250 ms tolerance)", flip)
+	if flip := time.Since(signalled); flip > 500*time.Millisecond {
+		t.Errorf("/ready turned 503 after %s; want within 100 ms (500 ms tolerance on a busy machine)", flip)
 	}
 	if code, err := status(admin + "/live"); code != 200 {
 		t.Errorf("/live while draining = %d, %v; want 200", code, err)
@@ -352,10 +366,20 @@ func TestShutdownSequence(t *testing.T) {
 		t.Errorf("listener closed %s after SIGTERM; want no sooner than the preStop delay %s", closed, prestop)
 	}
 
-	// The in-flight request still gets its answer.
+	// The in-flight requests still get their answers. Both were in flight
+	// at the signal: their answers must still turn keep-alive off, or their
+	// connections would go back to the pool and be closed under the
+	// client's next request.
+	e := <-early
+	if e.err != nil || e.code != 200 || !e.close {
+		t.Errorf("/hello?delay=700ms in flight at SIGTERM = %d, %v, close %t; want 200 with Connection: close", e.code, e.err, e.close)
+	}
+	if e.at.Sub(signalled) >= prestop {
+		t.Logf("the 700 ms request ended %s after SIGTERM, after the preStop delay: its check proves less", e.at.Sub(signalled))
+	}
 	a := <-slow
-	if a.err != nil || a.code != 200 || a.body != "hello\n" {
-		t.Errorf("in-flight /hello?delay=3s = %d %q, %v; want 200 hello", a.code, a.body, a.err)
+	if a.err != nil || a.code != 200 || a.body != "hello\n" || !a.close {
+		t.Errorf("in-flight /hello?delay=3s = %d %q, %v, close %t; want 200 hello with Connection: close", a.code, a.body, a.err, a.close)
 	}
 
 	// 4, 5. Every job processed, clean exit, honest summary, prompt exit.
@@ -383,14 +407,15 @@ func TestShutdownSequence(t *testing.T) {
 	// The slow request ends about 3 s after it started; the jobs finish well
 	// before that. Exit must follow within a small margin, not at the sum of
 	// the timeouts (1.5 + 6 + 4 s).
-	if lastWork := a.at.Sub(signalled); exited > lastWork+time.Second {
-		t.Errorf("exited %s after SIGTERM, %s after the last request finished; want within 1 s", exited, exited-lastWork)
+	if lastWork := a.at.Sub(signalled); exited > lastWork+2*time.Second {
+		t.Errorf("exited %s after SIGTERM, %s after the last request finished; want within 2 s", exited, exited-lastWork)
 	}
 }
 
 // TestIdleExitsAfterPrestop: an idle service exits right after the preStop
 // delay, not after the sum of the timeouts.
 func TestIdleExitsAfterPrestop(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=500ms")
 	signalled := time.Now()
@@ -398,8 +423,8 @@ func TestIdleExitsAfterPrestop(t *testing.T) {
 	if code := p.wait(10 * time.Second); code != 0 {
 		t.Fatalf("exit code = %d; want 0", code)
 	}
-	if d := time.Since(signalled); d < 500*time.Millisecond || d > 1500*time.Millisecond {
-		t.Errorf("idle exit took %s; want the preStop delay 500ms plus at most 1s", d)
+	if d := time.Since(signalled); d < 500*time.Millisecond || d > 2500*time.Millisecond {
+		t.Errorf("idle exit took %s; want the preStop delay 500ms plus at most 2s", d)
 	}
 	summary(t, p)
 }
@@ -407,6 +432,7 @@ func TestIdleExitsAfterPrestop(t *testing.T) {
 // TestDrainTimeoutDropsJobs: jobs left at the drain deadline are dropped,
 // each logged with its id, the account balances, and the exit code is 1.
 func TestDrainTimeoutDropsJobs(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_DRAIN_TIMEOUT=300ms", "LAMEDUCK_WORKERS=1")
 	c := &http.Client{Timeout: 5 * time.Second}
@@ -422,15 +448,21 @@ func TestDrainTimeoutDropsJobs(t *testing.T) {
 	if s["jobs_accepted"] != 4 || s["jobs_processed"]+s["jobs_dropped"] != 4 || s["jobs_dropped"] < 3 {
 		t.Errorf("summary = %v; want 4 accepted = processed + dropped, at least 3 dropped", s)
 	}
-	dropped := map[string]bool{}
+	dropped, processed := map[string]bool{}, map[string]bool{}
 	for _, r := range p.all("job dropped") {
 		dropped[r["job_id"].(string)] = true
+	}
+	for _, r := range p.all("job processed") {
+		processed[r["job_id"].(string)] = true
 	}
 	if len(dropped) != int(s["jobs_dropped"]) {
 		t.Errorf("%d job dropped records; want %v", len(dropped), s["jobs_dropped"])
 	}
 	for _, id := range ids {
-		if !dropped[id] && len(p.all("job processed")) == 0 {
+		switch {
+		case dropped[id] && processed[id]:
+			t.Errorf("job %s logged both processed and dropped", id)
+		case !dropped[id] && !processed[id]:
 			t.Errorf("job %s neither processed nor logged as dropped", id)
 		}
 	}
@@ -439,6 +471,7 @@ func TestDrainTimeoutDropsJobs(t *testing.T) {
 // TestShutdownTimeoutCutsRequests: a request still running at the shutdown
 // deadline is cut, counted, and makes the exit code 1.
 func TestShutdownTimeoutCutsRequests(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_SHUTDOWN_TIMEOUT=500ms")
 	errc := make(chan error, 1)
@@ -467,6 +500,7 @@ func TestShutdownTimeoutCutsRequests(t *testing.T) {
 // TestSecondSignalAborts: a second signal during the sequence exits at once
 // with code 130, after logging what it abandons.
 func TestSecondSignalAborts(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=20s", "LAMEDUCK_SHUTDOWN_TIMEOUT=5s", "LAMEDUCK_GRACE_PERIOD=60s",
 		"LAMEDUCK_WORKERS=1")
@@ -478,8 +512,8 @@ func TestSecondSignalAborts(t *testing.T) {
 	if code := p.wait(10 * time.Second); code != 130 {
 		t.Fatalf("exit code = %d; want 130", code)
 	}
-	if d := time.Since(second); d > 2*time.Second {
-		t.Errorf("exit took %s after the second signal; want at once (under 2 s)", d)
+	if d := time.Since(second); d > 3*time.Second {
+		t.Errorf("exit took %s after the second signal; want at once (under 3 s)", d)
 	}
 	rec := p.waitRecord("shutdown aborted", time.Second)
 	if rec["jobs_dropped"] != 1.0 {
@@ -493,6 +527,7 @@ func TestSecondSignalAborts(t *testing.T) {
 // TestBadConfigExits2: bad configuration stops the program before it
 // listens, with exit code 2 and a message naming the variable.
 func TestBadConfigExits2(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	tests := []struct {
 		name, env, want string
@@ -522,6 +557,7 @@ func TestBadConfigExits2(t *testing.T) {
 
 // TestHelpListsVariables: -h prints every variable with its default.
 func TestHelpListsVariables(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	out, err := exec.Command(binary, "-h").Output()
 	if err != nil {

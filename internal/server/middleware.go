@@ -8,18 +8,19 @@ import (
 	"github.com/lameduck/lameduck/internal/metrics"
 )
 
-// instrument counts every request and, once gate is draining, counts it as
-// arriving after the signal and answers with Connection: close, so clients
-// holding pooled connections reconnect, through the balancer, to another
-// replica.
+// instrument counts every request, and those that arrive after the signal.
+// Once gate is draining, every response written from then on carries
+// Connection: close, including responses to requests that were already in
+// flight at the signal, so no pooled connection is handed back to a client
+// only to be closed under it when the listener shuts down; clients reconnect,
+// through the balancer, to another replica.
 func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if gate.Draining() {
 			m.RequestsAfterSignal.Inc()
-			w.Header().Set("Connection", "close")
 		}
 		m.Inflight.Inc()
-		sw := statusWriter{ResponseWriter: w, code: http.StatusOK}
+		sw := statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK}
 		defer func() {
 			m.Inflight.Dec()
 			m.CountRequest(sw.code)
@@ -28,28 +29,39 @@ func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate) http.H
 	})
 }
 
-// statusWriter remembers the status code written.
+// statusWriter remembers the status code written and, at the moment the
+// headers go out, turns keep-alive off if the service is draining.
 type statusWriter struct {
 	http.ResponseWriter
+	gate  *health.Gate
 	code  int
 	wrote bool
 }
 
-func (s *statusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.code, s.wrote = code, true
+// writing runs once, before the headers are written.
+func (s *statusWriter) writing(code int) {
+	if s.wrote {
+		return
 	}
+	s.code, s.wrote = code, true
+	if s.gate.Draining() {
+		s.ResponseWriter.Header().Set("Connection", "close")
+	}
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.writing(code)
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
-	s.wrote = true
+	s.writing(http.StatusOK)
 	return s.ResponseWriter.Write(b)
 }
 
 // WriteString keeps io.WriteString from copying s into a new []byte.
 func (s *statusWriter) WriteString(str string) (int, error) {
-	s.wrote = true
+	s.writing(http.StatusOK)
 	return io.WriteString(s.ResponseWriter, str)
 }
 
