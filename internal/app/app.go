@@ -94,9 +94,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 
 	var cause string
 	var serveErr error
+	signalled := 0 // signals received so far: the next one aborts the sequence
 	select {
 	case sig := <-signals:
-		cause = "signal " + sig.String()
+		cause, signalled = "signal "+sig.String(), 1
 	case <-ctx.Done():
 		cause = "context: " + context.Cause(ctx).Error()
 	case serveErr = <-serveErrs:
@@ -104,7 +105,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		logger.Error("serve failed, shutting down", "err", serveErr)
 	}
 
-	abort, stopWatch := watchSecondSignal(signals)
+	// A shutdown that no signal started still takes the kubelet's first
+	// SIGTERM as the ordinary one; only the second aborts.
+	abort, stopWatch := watchSecondSignal(signals, 2-signalled)
 	defer stopWatch()
 	return errors.Join(serveErr, s.shutdown(abort, cause))
 }
@@ -198,18 +201,24 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	return cut
 }
 
-// watchSecondSignal returns a context that ends when a value arrives on
-// signals, and a stop function that ends the watching goroutine and waits
-// for it.
-func watchSecondSignal(signals <-chan os.Signal) (context.Context, func()) {
+// watchSecondSignal returns a context that ends when the n-th value (n >= 1)
+// arrives on signals, and a stop function that ends the watching goroutine
+// and waits for it.
+func watchSecondSignal(signals <-chan os.Signal, n int) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		select {
-		case sig := <-signals:
-			cancel(fmt.Errorf("second signal %s", sig))
-		case <-stop:
+		for i := 1; ; i++ {
+			select {
+			case sig := <-signals:
+				if i >= n {
+					cancel(fmt.Errorf("second signal %s", sig))
+					return
+				}
+			case <-stop:
+				return
+			}
 		}
 	})
 	return ctx, func() {

@@ -131,3 +131,67 @@ func waitAddr(t *testing.T, logs *syncBuffer) string {
 	t.Fatalf("no serving record:\n%s", logs.String())
 	return ""
 }
+
+// TestSignalsDuringShutdown: the signal that counts as "second" depends on
+// what started the shutdown. One started by the context (not by a signal)
+// takes the first SIGTERM as the ordinary one and aborts only on another.
+func TestSignalsDuringShutdown(t *testing.T) {
+	tests := []struct {
+		name      string
+		byContext bool // start the shutdown by cancelling the context
+		signals   int  // signals sent once the shutdown has started
+		wantAbort bool
+	}{
+		{"signal then nothing", false, 0, false},
+		{"signal then a second", false, 1, true},
+		{"context then one signal", true, 1, false},
+		{"context then two signals", true, 2, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.PrestopDelay = 500 * time.Millisecond
+			var logs syncBuffer
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			signals := make(chan os.Signal, 4)
+			done := make(chan error, 1)
+			go func() {
+				done <- app.Run(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), signals, health.BuildInfo{})
+			}()
+			waitAddr(t, &logs)
+			if tt.byContext {
+				cancel()
+			} else {
+				signals <- syscall.SIGTERM
+			}
+			waitLog(t, &logs, `"msg":"shutdown started"`)
+			for range tt.signals {
+				signals <- syscall.SIGINT
+			}
+			select {
+			case err := <-done:
+				if got := errors.Is(err, app.ErrAborted); got != tt.wantAbort {
+					t.Errorf("Run = %v; aborted %t, want %t", err, got, tt.wantAbort)
+				}
+				if !tt.wantAbort && err != nil {
+					t.Errorf("Run = %v; want nil", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return within 10s")
+			}
+		})
+	}
+}
+
+// waitLog waits until the log holds want.
+func waitLog(t *testing.T, logs *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in the log:\n%s", want, logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
