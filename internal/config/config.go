@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,8 +55,11 @@ type Config struct {
 }
 
 // Load reads the configuration from the environment and validates it. Every
-// error it returns wraps ErrInvalid and names the variable at fault.
+// error it returns wraps ErrInvalid and names every variable at fault.
 func Load() (Config, error) {
+	if err := checkSyntax(); err != nil { // envconfig would stop at the first
+		return Config{}, err
+	}
 	var c Config
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -63,6 +68,48 @@ func Load() (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// Limits that keep a typo from exhausting memory or overflowing the budget.
+const (
+	maxQueueSize = 1_000_000
+	maxWorkers   = 10_000
+	maxMaxBody   = 1 << 30
+	maxKeys      = 10_000_000
+	maxDuration  = 24 * time.Hour
+)
+
+// checkSyntax reports, all at once, every LAMEDUCK_ variable set to a value
+// its type cannot parse. The variables and their types come from envconfig
+// itself, so they cannot drift from Config.
+func checkSyntax() error {
+	var list strings.Builder
+	tmpl := "{{range .}}{{.Key}} {{.Field.Type}}\n{{end}}"
+	if err := envconfig.Usagef(Prefix, &Config{}, &list, tmpl); err != nil {
+		return fmt.Errorf("%w: list variables: %w", ErrInvalid, err)
+	}
+	var errs []error
+	for _, line := range strings.Split(strings.TrimSpace(list.String()), "\n") {
+		key, typ, _ := strings.Cut(line, " ")
+		v, ok := os.LookupEnv(key)
+		if !ok {
+			continue
+		}
+		switch typ {
+		case "time.Duration":
+			if _, err := time.ParseDuration(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 250ms or 5s", key, v))
+			}
+		case "int", "int64":
+			if _, err := strconv.ParseInt(v, 0, 64); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", key, v))
+			}
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 }
 
 // Validate reports every problem in c at once, each naming its variable.
@@ -89,8 +136,11 @@ func (c Config) Validate() error {
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"DRAIN_TIMEOUT", c.DrainTimeout}, {"GRACE_PERIOD", c.GracePeriod},
 	}
 	for _, d := range durations {
-		if d.d < 0 {
+		switch {
+		case d.d < 0:
 			bad(d.name, "must not be negative, got %s", d.d)
+		case d.d > maxDuration:
+			bad(d.name, "must be at most %s, got %s", maxDuration, d.d)
 		}
 	}
 	if c.HelloDelay > c.MaxDelay {
@@ -99,17 +149,17 @@ func (c Config) Validate() error {
 	if c.JobDuration > c.MaxDelay {
 		bad("JOB_DURATION", "%s exceeds LAMEDUCK_MAX_DELAY (%s)", c.JobDuration, c.MaxDelay)
 	}
-	if c.MaxBody < 1 {
-		bad("MAX_BODY", "must be at least 1 byte, got %d", c.MaxBody)
+	counts := []struct {
+		name     string
+		n, limit int64
+	}{
+		{"MAX_BODY", c.MaxBody, maxMaxBody}, {"QUEUE_SIZE", int64(c.QueueSize), maxQueueSize},
+		{"WORKERS", int64(c.Workers), maxWorkers}, {"IDEMPOTENCY_MAX_KEYS", int64(c.IdempotencyMaxKeys), maxKeys},
 	}
-	if c.QueueSize < 1 {
-		bad("QUEUE_SIZE", "must be at least 1, got %d", c.QueueSize)
-	}
-	if c.Workers < 1 {
-		bad("WORKERS", "must be at least 1, got %d", c.Workers)
-	}
-	if c.IdempotencyMaxKeys < 1 {
-		bad("IDEMPOTENCY_MAX_KEYS", "must be at least 1, got %d", c.IdempotencyMaxKeys)
+	for _, n := range counts {
+		if n.n < 1 || n.n > n.limit {
+			bad(n.name, "must be between 1 and %d, got %d", n.limit, n.n)
+		}
 	}
 	if c.ShutdownTimeout == 0 {
 		bad("SHUTDOWN_TIMEOUT", "must be positive: in-flight requests need time to finish")
