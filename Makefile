@@ -17,7 +17,7 @@ test:
 
 ## lint: gofmt, go vet, staticcheck (pinned in go.mod as a tool); -tags e2e covers the kind tests too
 lint:
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	@unformatted=$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(git ls-files '*.go')) || exit 1; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet -tags e2e ./...
 	$(GO) tool staticcheck -tags e2e ./...

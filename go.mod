@@ -1,6 +1,6 @@
 module github.com/lameduck/lameduck
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/heptiolabs/healthcheck v0.0.0-20211123025425-613501dd5deb
