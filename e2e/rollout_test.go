@@ -89,6 +89,7 @@ func rollUnderLoad(t *testing.T, n int, m loadtest.Mix) outcome {
 	}
 
 	load := loadtest.Start(m)
+	defer load.Stop() // on a failure below; the normal path stops it first
 	t.Logf("load of %d req/s starts at %s", m.Rate(), time.Now().Format("15:04:05.000"))
 	warm := time.NewTimer(2 * time.Second) // the load is steady before the first restart
 	<-warm.C
@@ -96,12 +97,10 @@ func rollUnderLoad(t *testing.T, n int, m loadtest.Mix) outcome {
 	for i := range n {
 		t.Logf("rollout %d/%d starts at %s", i+1, n, time.Now().Format("15:04:05.000"))
 		if err := env.kube.restart(ctx); err != nil {
-			load.Stop()
 			t.Fatal(err)
 		}
 		r, err := env.kube.waitRollout(ctx)
 		if err != nil {
-			load.Stop()
 			t.Fatalf("rollout %d: %v", i+1, err)
 		}
 		out.rollouts = append(out.rollouts, r)

@@ -102,6 +102,8 @@ type Load struct {
 	attackers  []*vegeta.Attacker
 	transports []*http.Transport // closed by Stop, so no idle connection outlives the load
 	wg         sync.WaitGroup
+	stopOnce   sync.Once
+	final      Report
 
 	mu       sync.Mutex
 	stats    map[string]*kindStats
@@ -182,16 +184,19 @@ func (l *Load) Counts() (requests, failures uint64) {
 }
 
 // Stop ends the load, waits for every request in flight, closes the idle
-// connections, and reports.
+// connections, and reports. Later calls return the same report.
 func (l *Load) Stop() Report {
-	for _, a := range l.attackers {
-		a.Stop()
-	}
-	l.wg.Wait()
-	for _, tr := range l.transports {
-		tr.CloseIdleConnections()
-	}
-	return l.report(time.Since(l.started))
+	l.stopOnce.Do(func() {
+		for _, a := range l.attackers {
+			a.Stop()
+		}
+		l.wg.Wait()
+		for _, tr := range l.transports {
+			tr.CloseIdleConnections()
+		}
+		l.final = l.report(time.Since(l.started))
+	})
+	return l.final
 }
 
 var (

@@ -50,20 +50,19 @@ type Queue struct {
 	closed bool
 	jobs   chan Job
 
-	work   context.Context // cancelled at the drain deadline: running jobs stop, queued ones drop
-	cancel context.CancelFunc
-	done   chan struct{} // closed when every worker has returned
+	stop     chan struct{} // closed at the drain deadline: running jobs stop, queued ones drop
+	stopOnce sync.Once
+	done     chan struct{} // closed when every worker has returned
 
 	accepted, processed, dropped atomic.Int64
 }
 
 // New starts a queue of the given capacity with the given number of workers.
 func New(capacity, workers int, logger *slog.Logger, m *metrics.Metrics) *Queue {
-	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queue{
 		logger: logger, metrics: m,
 		jobs: make(chan Job, capacity),
-		work: ctx, cancel: cancel,
+		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
 	var wg sync.WaitGroup
@@ -96,7 +95,7 @@ func (q *Queue) Enqueue(j Job) error {
 	q.metrics.QueueDepth.Inc()
 	select {
 	case q.jobs <- j:
-		q.metrics.JobsAccepted.Inc()
+		q.metrics.JobsAccepted.Inc() // a Prometheus counter cannot go down, so only once taken
 		return nil
 	default:
 		q.accepted.Add(-1)
@@ -125,10 +124,10 @@ func (q *Queue) Drain(ctx context.Context) Stats {
 	select {
 	case <-q.done:
 	case <-ctx.Done():
-		q.cancel()
+		q.halt()
 		<-q.done
 	}
-	q.cancel()
+	q.halt()
 	return q.Stats()
 }
 
@@ -136,7 +135,7 @@ func (q *Queue) Drain(ctx context.Context) Stats {
 // logging each. It returns once all workers have stopped.
 func (q *Queue) Abort() Stats {
 	q.Close()
-	q.cancel()
+	q.halt()
 	<-q.done
 	return q.Stats()
 }
@@ -169,10 +168,18 @@ func (q *Queue) worker() {
 	}
 }
 
-// process simulates j's work; it fails when the queue's work is cancelled.
+// errHalted is why work stops: the drain deadline, or an abort.
+var errHalted = errors.New("the queue was halted")
+
+// halt stops running jobs and makes the workers drop the rest; idempotent.
+func (q *Queue) halt() { q.stopOnce.Do(func() { close(q.stop) }) }
+
+// process simulates j's work; it fails once the queue is halted.
 func (q *Queue) process(j Job) error {
-	if err := q.work.Err(); err != nil {
-		return fmt.Errorf("not started before the drain deadline: %w", err)
+	select {
+	case <-q.stop:
+		return fmt.Errorf("not started before the drain deadline: %w", errHalted)
+	default:
 	}
 	if j.Work <= 0 {
 		return nil
@@ -182,7 +189,7 @@ func (q *Queue) process(j Job) error {
 	select {
 	case <-t.C:
 		return nil
-	case <-q.work.Done():
-		return fmt.Errorf("cancelled at the drain deadline: %w", q.work.Err())
+	case <-q.stop:
+		return fmt.Errorf("cancelled at the drain deadline: %w", errHalted)
 	}
 }
