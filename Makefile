@@ -75,9 +75,11 @@ E2E_TIMEOUT ?= 45m
 e2e: image
 	cd e2e && IMAGE=$(IMAGE) $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) .
 
-## soak: the e2e at length (not in CI): 60 rollouts at 2000 req/s, about a million requests
+## soak: the e2e at length (not in CI): 60 rollouts asking 2000 req/s, about a million requests; it reports
+##   the rate achieved and fails only below half of it (E2E_RATE_FLOOR, percent)
 soak: image
 	cd e2e && IMAGE=$(IMAGE) E2E_ROLLOUTS=$${E2E_ROLLOUTS:-60} E2E_RATE=$${E2E_RATE:-2000} E2E_NEGATIVE_ROLLOUTS=0 \
+	  E2E_RATE_FLOOR=$${E2E_RATE_FLOOR:-50} \
 	  $(GO) test -tags e2e -count=1 -v -timeout 6h -run TestRolloutUnderLoad .
 
 # --- benchmarks -------------------------------------------------------------------

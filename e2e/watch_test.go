@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ type watcher struct {
 
 	mu          sync.Mutex
 	followed    map[string]chan struct{} // closed when the pod's log stream has ended
+	ended       map[string]time.Time     // when the pod's log stream ended (its container exited)
 	terminating map[string]time.Time     // first seen with a deletion timestamp
 	leftReady   map[string]time.Time     // first seen out of the ready endpoints after that
 }
@@ -37,7 +39,7 @@ type watcher struct {
 func startWatcher(parent context.Context, k *kube, ledger *loadtest.Ledger) (*watcher, error) {
 	ctx, cancel := context.WithCancel(parent)
 	w := &watcher{k: k, ledger: ledger, ctx: ctx, cancel: cancel,
-		followed: map[string]chan struct{}{}, terminating: map[string]time.Time{}, leftReady: map[string]time.Time{}}
+		followed: map[string]chan struct{}{}, ended: map[string]time.Time{}, terminating: map[string]time.Time{}, leftReady: map[string]time.Time{}}
 
 	pods := informers.NewSharedInformerFactoryWithOptions(k.cs, 0, informers.WithNamespace(k.ns),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = podSelector }))
@@ -101,6 +103,9 @@ func (w *watcher) pod(p *corev1.Pod) {
 	w.wg.Go(func() {
 		defer close(done)
 		w.follow(p.Name)
+		w.mu.Lock()
+		w.ended[p.Name] = time.Now()
+		w.mu.Unlock()
 	})
 }
 
@@ -171,6 +176,48 @@ func (w *watcher) waitLogsEnded(ctx context.Context, pods []string) error {
 	return nil
 }
 
+// waitLeftReady waits until every given pod has been seen out of the
+// Service's ready endpoints after it began terminating, or ctx ends.
+func (w *watcher) waitLeftReady(ctx context.Context, pods []string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var waiting []string
+		w.mu.Lock()
+		for _, p := range pods {
+			if _, ok := w.leftReady[p]; !ok {
+				waiting = append(waiting, p)
+			}
+		}
+		w.mu.Unlock()
+		if len(waiting) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pods %v still in the ready endpoints: %w", waiting, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// stoppingAt returns the pods that were stopping at t: terminating, and not
+// yet exited more than a second before t (kube-proxy may route to a pod a
+// moment after it exited).
+func (w *watcher) stoppingAt(t time.Time) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var pods []string
+	for pod, from := range w.terminating {
+		end, ok := w.ended[pod]
+		if !t.Before(from) && (!ok || t.Before(end.Add(time.Second))) {
+			pods = append(pods, pod)
+		}
+	}
+	sort.Strings(pods)
+	return pods
+}
+
 // endpointRemoval returns, for every pod seen terminating, how long after
 // that it left the ready endpoints (negative when it never did).
 func (w *watcher) endpointRemoval() map[string]time.Duration {
@@ -185,4 +232,17 @@ func (w *watcher) endpointRemoval() map[string]time.Duration {
 		}
 	}
 	return out
+}
+
+// since returns when the first of pods began terminating (now if none did).
+func (w *watcher) since(pods []string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	first := time.Now()
+	for _, p := range pods {
+		if at, ok := w.terminating[p]; ok && at.Before(first) {
+			first = at
+		}
+	}
+	return first
 }

@@ -232,6 +232,7 @@ func (f *fleet) rehearse(ctx context.Context, res *Result) error {
 	var retired []*Replica
 	for v := 1; v <= cfg.Rollouts; v++ {
 		start := time.Now()
+		f.load.Mark(fmt.Sprintf("rollout %d", v))
 		for i, old := range current {
 			r, err := f.start(ctx, fmt.Sprintf("v%d-%d", v, i))
 			if err != nil {
@@ -250,6 +251,7 @@ func (f *fleet) rehearse(ctx context.Context, res *Result) error {
 	if err := f.waitExited(ctx, retired); err != nil {
 		return err
 	}
+	f.load.Mark("after rollouts")
 	if err := wait(ctx, cfg.Cooldown); err != nil {
 		return err
 	}
