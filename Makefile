@@ -68,12 +68,17 @@ bin/kind:
 
 # --- end-to-end on kind ---------------------------------------------------------
 E2E_TIMEOUT ?= 45m
-.PHONY: e2e soak
+.PHONY: e2e e2e-drain soak
 
 ## e2e: kind cluster (KIND_CLUSTER to reuse one; KEEP_CLUSTER=1 to keep it), image, apply k8s/,
 ##   rolling restarts under load: zero failed requests, zero lost jobs; then the preStop=0 negative control
 e2e: image
 	cd e2e && IMAGE=$(IMAGE) $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) .
+
+## e2e-drain: the e2e's drain scenario (E2E_SCENARIO=drain): its own kind cluster of a control plane and two
+##   workers; each worker drained in turn under load (evictions, the PDB), then the preStop=0 negative control
+e2e-drain: image
+	cd e2e && IMAGE=$(IMAGE) E2E_SCENARIO=drain $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) .
 
 ## soak: the e2e at length (not in CI): 60 rollouts asking 2000 req/s, about a million requests; it reports
 ##   the rate achieved and fails only below half of it (E2E_RATE_FLOOR, percent)

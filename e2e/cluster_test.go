@@ -32,13 +32,17 @@ var env struct {
 	cluster   string
 	provider  *cluster.Provider
 	keepAfter bool
+	scenario  string // E2E_SCENARIO: rollout (one node) or drain (a control plane and two workers)
 }
 
 // TestMain creates the kind cluster (or reuses KIND_CLUSTER), loads the image
 // IMAGE (built by `make image`), applies k8s/ with only the image overridden,
 // waits for the rollout, runs the tests, and deletes what it created unless
 // KEEP_CLUSTER=1. KIND_NODE_IMAGE picks the node image (kind's default when
-// unset).
+// unset). E2E_SCENARIO picks the cluster and the tests: "rollout" (the
+// default) is one node, kind-config.yaml, cluster lameduck-e2e; "drain" is a
+// control plane and two workers, kind-multinode.yaml, cluster
+// lameduck-e2e-drain.
 func TestMain(m *testing.M) {
 	code := 1
 	if err := setUp(); err != nil {
@@ -60,6 +64,15 @@ func setUp() error {
 	env.nodePort = "http://127.0.0.1:30080"
 	env.keepAfter = os.Getenv("KEEP_CLUSTER") == "1"
 	name := os.Getenv("KIND_CLUSTER")
+	env.scenario = getenv("E2E_SCENARIO", scenarioRollout)
+	configFile, defaultName := "kind-config.yaml", "lameduck-e2e"
+	switch env.scenario {
+	case scenarioRollout:
+	case scenarioDrain:
+		configFile, defaultName = "kind-multinode.yaml", "lameduck-e2e-drain"
+	default:
+		return fmt.Errorf("E2E_SCENARIO=%q: want %s or %s", env.scenario, scenarioRollout, scenarioDrain)
+	}
 	env.provider = cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindcmd.NewLogger()))
 
 	existing, err := env.provider.List()
@@ -71,7 +84,7 @@ func setUp() error {
 		reuse = reuse || (name != "" && c == name)
 	}
 	if name == "" {
-		name = "lameduck-e2e"
+		name = defaultName
 		for _, c := range existing {
 			if c == name {
 				return fmt.Errorf("a kind cluster named %s exists already: reuse it with KIND_CLUSTER=%s, "+
@@ -82,7 +95,7 @@ func setUp() error {
 	env.cluster = name
 	if !reuse {
 		opts := []cluster.CreateOption{
-			cluster.CreateWithConfigFile("kind-config.yaml"),
+			cluster.CreateWithConfigFile(configFile),
 			cluster.CreateWithWaitForReady(3 * time.Minute),
 			cluster.CreateWithKubeconfigPath(filepath.Join(os.TempDir(), "lameduck-e2e-kubeconfig")),
 			cluster.CreateWithDisplayUsage(false), cluster.CreateWithDisplaySalutation(false),
@@ -90,7 +103,7 @@ func setUp() error {
 		if img := os.Getenv("KIND_NODE_IMAGE"); img != "" {
 			opts = append(opts, cluster.CreateWithNodeImage(img))
 		}
-		fmt.Fprintf(os.Stderr, "e2e: creating kind cluster %s\n", name)
+		fmt.Fprintf(os.Stderr, "e2e: creating kind cluster %s from %s\n", name, configFile)
 		start := time.Now()
 		if err := env.provider.Create(name, opts...); err != nil {
 			return fmt.Errorf("create kind cluster %s: %w", name, err)

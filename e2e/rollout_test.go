@@ -29,6 +29,22 @@ type params struct {
 	// (E2E_RATE_FLOOR): below it the run fails as the harness's failure.
 	Floor   int
 	Prestop time.Duration
+	// Scenario is the cluster the run is for (E2E_SCENARIO): "rollout", one
+	// node, the default; or "drain", a control plane and two workers.
+	Scenario string
+}
+
+const (
+	scenarioRollout = "rollout"
+	scenarioDrain   = "drain"
+)
+
+// skipUnless skips the test when the run is for another scenario.
+func (p params) skipUnless(t *testing.T, scenario string) {
+	t.Helper()
+	if p.Scenario != scenario {
+		t.Skipf("E2E_SCENARIO=%s; this test is for %s", p.Scenario, scenario)
+	}
 }
 
 func readParams(t *testing.T) params {
@@ -47,6 +63,7 @@ func readParams(t *testing.T) params {
 			*v.dst = n
 		}
 	}
+	p.Scenario = env.scenario
 	if p.Floor > 100 {
 		t.Fatalf("E2E_RATE_FLOOR=%d: want a percentage, 0 to 100", p.Floor)
 	}
@@ -75,15 +92,15 @@ func mix(rate int) loadtest.Mix {
 	return base.Scale(float64(rate) / 100)
 }
 
-// outcome is what one run of rollouts under load produced.
+// outcome is what one run of disruptions under load produced.
 type outcome struct {
-	report    loadtest.Report
-	rollouts  []rollout
-	summaries []loadtest.Summary
-	removed   []string // pods replaced during the run
-	removal   map[string]time.Duration
-	missing   []string // accepted job ids never logged as processed
-	dropped   int
+	report      loadtest.Report
+	disruptions []disrupted
+	summaries   []loadtest.Summary
+	removed     []string // pods stopped during the run
+	removal     map[string]time.Duration
+	missing     []string // accepted job ids never logged as processed
+	dropped     int
 	// pathErr is what checkDataPath found after the load, nil when the path
 	// from the host to the pods still worked.
 	pathErr error
@@ -94,15 +111,62 @@ type outcome struct {
 	byPod map[[2]string]int
 }
 
-// rollUnderLoad runs n rolling restarts while the load runs. Each rollout is
-// a phase of the load that lasts until the pods it replaced have left the
-// Service's endpoints and exited, and a second more for kube-proxy; the load
-// phases between are "before", "after rollout i". It checks the data path
-// before the load (fatal: the run would prove nothing) and after it (in
-// outcome.pathErr).
-func rollUnderLoad(t *testing.T, n int, m loadtest.Mix) outcome {
+// disruption is one thing done to the Deployment under load: a rolling
+// restart or a node drain. do returns the pods it stopped.
+type disruption struct {
+	name string
+	do   func(ctx context.Context) ([]string, error)
+}
+
+// disrupted is what one disruption did.
+type disrupted struct {
+	Name         string
+	Duration     time.Duration // from the start until do returned
+	Stopped      int
+	MinAvailable int32 // fewest available replicas seen from the start until its pods were gone
+	Desired      int32
+}
+
+// rollouts returns n rolling restarts.
+func rollouts(n int) []disruption {
+	ds := make([]disruption, n)
+	for i := range ds {
+		ds[i] = disruption{fmt.Sprintf("rollout %d", i+1), func(ctx context.Context) ([]string, error) {
+			before, err := env.kube.podNames(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := env.kube.restart(ctx); err != nil {
+				return nil, err
+			}
+			if _, err := env.kube.waitRollout(ctx); err != nil {
+				return nil, err
+			}
+			after, err := env.kube.podNames(ctx)
+			if err != nil {
+				return nil, err
+			}
+			var replaced []string
+			for _, p := range before {
+				if !slices.Contains(after, p) {
+					replaced = append(replaced, p)
+				}
+			}
+			return replaced, nil
+		}}
+	}
+	return ds
+}
+
+// runUnderLoad runs the disruptions one after another while the load runs.
+// Each is a phase of the load named after it, which lasts until the pods it
+// stopped have left the Service's endpoints and exited, and a second more
+// for kube-proxy; the phases between are "before" and "after <name>". It
+// checks the data path before the load (fatal: the run would prove nothing)
+// and after it (in outcome.pathErr).
+func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*3*time.Minute+5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(ds))*3*time.Minute+5*time.Minute)
 	defer cancel()
 	ledger := loadtest.NewLedger()
 	w, err := startWatcher(ctx, env.kube, ledger)
@@ -113,53 +177,43 @@ func rollUnderLoad(t *testing.T, n int, m loadtest.Mix) outcome {
 	if err := checkDataPath(ctx, env.kube, env.nodePort); err != nil {
 		t.Fatalf("HARNESS: before the load: %v", err)
 	}
+	avail := startAvailability(ctx, env.kube)
+	defer avail.stop()
 
 	load := loadtest.Start(m)
 	defer load.Stop() // on a failure below; the normal path stops it first
 	t.Logf("load of %d req/s asked (at most %d requests in flight) starts at %s",
 		m.Rate(), m.MaxInFlight(), time.Now().Format("15:04:05.000"))
-	pause(ctx, 2*time.Second) // the load is steady before the first restart
+	pause(ctx, 2*time.Second) // the load is steady before the first disruption
 	var out outcome
-	for i := range n {
-		before, err := env.kube.podNames(ctx)
+	for i, d := range ds {
+		t.Logf("%s (%d/%d) starts at %s", d.name, i+1, len(ds), time.Now().Format("15:04:05.000"))
+		load.Mark(d.name)
+		avail.reset()
+		start := time.Now()
+		stopped, err := d.do(ctx)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", d.name, err)
 		}
-		t.Logf("rollout %d/%d starts at %s", i+1, n, time.Now().Format("15:04:05.000"))
-		load.Mark(fmt.Sprintf("rollout %d", i+1))
-		if err := env.kube.restart(ctx); err != nil {
-			t.Fatal(err)
-		}
-		r, err := env.kube.waitRollout(ctx)
-		if err != nil {
-			t.Fatalf("rollout %d: %v", i+1, err)
-		}
-		out.rollouts = append(out.rollouts, r)
-		after, err := env.kube.podNames(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var replaced []string
-		for _, p := range before {
-			if !slices.Contains(after, p) {
-				replaced = append(replaced, p)
-			}
-		}
-		out.removed = append(out.removed, replaced...)
+		took := time.Since(start)
+		out.removed = append(out.removed, stopped...)
 		grace, cancelGrace := context.WithTimeout(ctx, 2*time.Minute)
-		if err := w.waitLogsEnded(grace, replaced); err != nil {
-			t.Errorf("rollout %d: replaced pods did not finish: %v", i+1, err)
+		if err := w.waitLogsEnded(grace, stopped); err != nil {
+			t.Errorf("%s: stopped pods did not finish: %v", d.name, err)
 		}
-		if err := w.waitLeftReady(grace, replaced); err != nil {
-			t.Errorf("rollout %d: %v", i+1, err)
+		if err := w.waitLeftReady(grace, stopped); err != nil {
+			t.Errorf("%s: %v", d.name, err)
 		}
 		cancelGrace()
 		pause(ctx, time.Second) // kube-proxy follows the endpoints a moment later
-		load.Mark(fmt.Sprintf("after rollout %d", i+1))
+		load.Mark("after " + d.name)
+		minAvail, desired := avail.min()
+		out.disruptions = append(out.disruptions, disrupted{Name: d.name, Duration: took, Stopped: len(stopped),
+			MinAvailable: minAvail, Desired: desired})
 		req, fail := load.Counts()
-		t.Logf("rollout %d/%d done in %s (fewest available %d of %d), its %d pods gone after %s; %d requests so far, %d failed",
-			i+1, n, r.Duration.Round(time.Millisecond), r.MinAvailable, r.Desired, len(replaced),
-			time.Since(w.since(replaced)).Round(time.Millisecond), req, fail)
+		t.Logf("%s done in %s (fewest available %d of %d), its %d pods gone after %s; %d requests so far, %d failed",
+			d.name, took.Round(time.Millisecond), minAvail, desired, len(stopped),
+			time.Since(w.since(stopped)).Round(time.Millisecond), req, fail)
 	}
 	sort.Strings(out.removed)
 	pause(ctx, 2*time.Second) // the new pods alone under the load
@@ -213,10 +267,11 @@ func (o outcome) print(t *testing.T, title string) {
 			fmt.Fprintf(&b, "  %-60s %-12s %7d\n", k[0], k[1], o.byPod[k])
 		}
 	}
-	for i, r := range o.rollouts {
-		fmt.Fprintf(&b, "rollout %d: %s, fewest available %d/%d\n", i+1, r.Duration.Round(time.Millisecond), r.MinAvailable, r.Desired)
+	for _, d := range o.disruptions {
+		fmt.Fprintf(&b, "%s: %s, %d pods stopped, fewest available %d/%d\n", d.Name, d.Duration.Round(time.Millisecond),
+			d.Stopped, d.MinAvailable, d.Desired)
 	}
-	fmt.Fprintf(&b, "replaced pods: %d; endpoint removal after SIGTERM:", len(o.removed))
+	fmt.Fprintf(&b, "stopped pods: %d; endpoint removal after SIGTERM:", len(o.removed))
 	for _, p := range o.removed {
 		fmt.Fprintf(&b, " %s", o.removal[p].Round(time.Millisecond))
 	}
@@ -260,17 +315,44 @@ func (o outcome) checkHarness(t *testing.T, p params) bool {
 // restarts under a mixed load lose nothing.
 func TestRolloutUnderLoad(t *testing.T) {
 	p := readParams(t)
+	p.skipUnless(t, scenarioRollout)
 	m := mix(p.Rate)
-	o := rollUnderLoad(t, p.Rollouts, m)
+	o := runUnderLoad(t, m, rollouts(p.Rollouts))
 	o.print(t, fmt.Sprintf("%d rollouts under load (%d req/s asked)", p.Rollouts, m.Rate()))
-	o.checkHarness(t, p)
+	// maxUnavailable 0: a rollout never takes a replica out before its
+	// replacement is available.
+	o.checkLostNothing(t, p, 3, 0) // a rollout replaces all 3 replicas
+}
 
-	// 1. Every single response a success.
+// TestNegativeControl runs the same harness with LAMEDUCK_PRESTOP_DELAY=0s,
+// what the classic Go graceful-shutdown example amounts to: the listener
+// closes while kube-proxy still routes new connections to the pod, so the run
+// must record failures, and for that reason only.
+func TestNegativeControl(t *testing.T) {
+	p := readParams(t)
+	p.skipUnless(t, scenarioRollout)
+	if p.NegativeRollouts == 0 {
+		t.Skip("E2E_NEGATIVE_ROLLOUTS=0")
+	}
+	withPrestop(t, "0s")
+	m := mix(p.Rate)
+	o := runUnderLoad(t, m, rollouts(p.NegativeRollouts))
+	o.print(t, fmt.Sprintf("negative control: LAMEDUCK_PRESTOP_DELAY=0s, %d rollouts (%d req/s asked)", p.NegativeRollouts, m.Rate()))
+	o.checkFailedForTheRace(t, p)
+}
+
+// checkLostNothing asserts what every positive run must show: not one failed
+// request, every accepted job processed, at least wantStopped pods stopped by
+// each disruption, each pod with a clean shutdown summary and out of the
+// ready endpoints within its preStop delay, and never more than
+// maxUnavailable replicas unavailable.
+func (o outcome) checkLostNothing(t *testing.T, p params, wantStopped int, maxUnavailable int32) {
+	t.Helper()
+	o.checkHarness(t, p)
 	if o.report.Failures != 0 {
 		t.Errorf("SERVICE: %d of %d requests failed; want 0 (by kind: %v)", o.report.Failures, o.report.Requests,
 			o.report.ByKind())
 	}
-	// 2. Every accepted job processed; every replaced pod's summary clean.
 	if len(o.report.Accepted) == 0 {
 		t.Errorf("HARNESS: no job was accepted: the load sent no jobs")
 	}
@@ -281,10 +363,6 @@ func TestRolloutUnderLoad(t *testing.T) {
 	bySource := map[string]loadtest.Summary{}
 	for _, s := range o.summaries {
 		bySource[s.Source] = s
-	}
-	// 3. The manifest's numbers hold on the cluster.
-	if len(o.removed) < 3*p.Rollouts {
-		t.Errorf("%d pods replaced; want at least %d (3 per rollout)", len(o.removed), 3*p.Rollouts)
 	}
 	for _, pod := range o.removed {
 		s, ok := bySource[pod]
@@ -299,67 +377,65 @@ func TestRolloutUnderLoad(t *testing.T) {
 				pod, d, p.Prestop)
 		}
 	}
-	for i, r := range o.rollouts {
-		if r.MinAvailable < r.Desired {
-			t.Errorf("rollout %d: available replicas fell to %d; want never below %d", i+1, r.MinAvailable, r.Desired)
+	for _, d := range o.disruptions {
+		if d.Stopped < wantStopped {
+			t.Errorf("%s stopped %d lameduck pods; want at least %d", d.Name, d.Stopped, wantStopped)
+		}
+		if d.MinAvailable < d.Desired-maxUnavailable {
+			t.Errorf("%s: available replicas fell to %d of %d; want never below %d", d.Name, d.MinAvailable, d.Desired,
+				d.Desired-maxUnavailable)
 		}
 	}
 }
 
-// TestNegativeControl runs the same harness with LAMEDUCK_PRESTOP_DELAY=0s,
-// what the classic Go graceful-shutdown example amounts to: the listener
-// closes while kube-proxy still routes new connections to the pod, so the run
-// must record failures, and for that reason only: refused, reset or closed
-// connections, sent while a rollout's pods were stopping, with the data path
-// healthy before and after. A harness that cannot fail proves nothing, and
-// one that fails for another reason proves nothing either.
-func TestNegativeControl(t *testing.T) {
-	p := readParams(t)
-	if p.NegativeRollouts == 0 {
-		t.Skip("E2E_NEGATIVE_ROLLOUTS=0")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	setPrestop := func(d string) {
-		t.Helper()
-		if err := env.kube.applyDir(ctx, "../k8s", env.image, map[string]string{"LAMEDUCK_PRESTOP_DELAY": d}); err != nil {
-			t.Fatal(err)
-		}
-		if err := env.kube.restart(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := env.kube.waitRollout(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setPrestop("0s")
-	t.Cleanup(func() { // leave the cluster as k8s/ says
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		if err := env.kube.applyDir(ctx, "../k8s", env.image, nil); err != nil {
-			t.Error(err)
-		}
-		if err := env.kube.restart(ctx); err != nil {
-			t.Error(err)
-		}
-		if _, err := env.kube.waitRollout(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	m := mix(p.Rate)
-	o := rollUnderLoad(t, p.NegativeRollouts, m)
-	o.print(t, fmt.Sprintf("negative control: LAMEDUCK_PRESTOP_DELAY=0s, %d rollouts (%d req/s asked)", p.NegativeRollouts, m.Rate()))
+// checkFailedForTheRace asserts what a negative control must show: failures,
+// and only the race's: refused, reset or closed connections sent while a
+// disruption's pods were stopping, with the data path healthy before and
+// after. A harness that cannot fail proves nothing, and one that fails for
+// another reason proves nothing either.
+func (o outcome) checkFailedForTheRace(t *testing.T, p params) {
+	t.Helper()
 	if !o.checkHarness(t, p) {
 		return // the failures, or their absence, prove nothing
 	}
 	if o.report.Failures == 0 {
-		t.Errorf("with no preStop delay, %d requests through %d rollouts all succeeded; the harness cannot see the race",
-			o.report.Requests, p.NegativeRollouts)
+		t.Errorf("with no preStop delay, %d requests through %d disruptions all succeeded; the harness cannot see the race",
+			o.report.Requests, len(o.disruptions))
+	}
+	during := map[string]bool{}
+	for _, d := range o.disruptions {
+		during[d.Name] = true
 	}
 	for k, n := range o.report.Failed {
-		if !loadtest.ConnectionLevel(k.Kind) || !strings.HasPrefix(k.Phase, "rollout ") {
+		if !loadtest.ConnectionLevel(k.Kind) || !during[k.Phase] {
 			t.Errorf("the negative control failed for the wrong reason: %d × %s in stream %s during phase %q; "+
-				"want only refused, reset or eof while a rollout's pods stop", n, k.Kind, k.Stream, k.Phase)
+				"want only refused, reset or eof while a disruption's pods stop", n, k.Kind, k.Stream, k.Phase)
 		}
 	}
+}
+
+// withPrestop sets LAMEDUCK_PRESTOP_DELAY to d for the test, and leaves the
+// cluster as k8s/ says when it ends.
+func withPrestop(t *testing.T, d string) {
+	t.Helper()
+	set := func(config map[string]string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := env.kube.applyDir(ctx, "../k8s", env.image, config); err != nil {
+			return err
+		}
+		if err := env.kube.restart(ctx); err != nil {
+			return err
+		}
+		_, err := env.kube.waitRollout(ctx)
+		return err
+	}
+	if err := set(map[string]string{"LAMEDUCK_PRESTOP_DELAY": d}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := set(nil); err != nil {
+			t.Error(err)
+		}
+	})
 }
