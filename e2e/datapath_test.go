@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -69,18 +68,7 @@ func checkDataPath(ctx context.Context, k *kube, base string) error {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	defer client.CloseIdleConnections()
 	for i := range 20 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/hello", nil)
-		if err != nil {
-			return fmt.Errorf("data path: %w", err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("GET /hello: %s", resp.Status)
-			}
-		}
+		err := getHello(ctx, client, base)
 		if err != nil {
 			return fmt.Errorf("data path, hop 3 (NodePort and kube-proxy: the mapping accepts connections and "+
 				"the pods answer, but request %d of 20 through %s failed): %w", i+1, base, err)

@@ -230,15 +230,7 @@ func (k *kube) waitDataPath(ctx context.Context, base string) error {
 			lastErr, okSince = err, time.Time{}
 			continue
 		}
-		resp, err := client.Get(base + "/hello")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("GET /hello: %s", resp.Status)
-			}
-		}
-		if err != nil {
+		if err := getHello(ctx, client, base); err != nil {
 			lastErr, okSince = err, time.Time{}
 			continue
 		}
@@ -272,6 +264,24 @@ func (k *kube) kubeProxyReadyFor(ctx context.Context, d time.Duration) error {
 		if !ready {
 			return fmt.Errorf("kube-proxy pod %s not ready for %s yet", p.Name, d)
 		}
+	}
+	return nil
+}
+
+// getHello sends GET /hello to base and wants a 200.
+func getHello(ctx context.Context, client *http.Client, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/hello", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /hello: %s", resp.Status)
 	}
 	return nil
 }
