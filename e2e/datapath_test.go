@@ -68,8 +68,7 @@ func checkDataPath(ctx context.Context, k *kube, base string) error {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	defer client.CloseIdleConnections()
 	for i := range 20 {
-		err := getHello(ctx, client, base)
-		if err != nil {
+		if err := getHello(ctx, client, base); err != nil {
 			return fmt.Errorf("data path, hop 3 (NodePort and kube-proxy: the mapping accepts connections and "+
 				"the pods answer, but request %d of 20 through %s failed): %w", i+1, base, err)
 		}
