@@ -33,12 +33,12 @@ const RequestSpare = time.Second
 // time between jobs (taking it, its log record, its metrics) and the lateness
 // of its timer on a busy machine. Admission counts each job as work +
 // JobAllowance.
-const JobAllowance = time.Millisecond
+const JobAllowance = 2 * time.Millisecond
 
-// DrainReserve is the part of LAMEDUCK_DRAIN_TIMEOUT that admission never
-// promises: the drain's own start and the last record. What is left is
-// DrainBudget.
-const DrainReserve = 100 * time.Millisecond
+// drainReserve is the share of LAMEDUCK_DRAIN_TIMEOUT that admission never
+// promises (1/20, 5%): slack for a machine too busy to run the workers on
+// time. What is left is DrainBudget.
+const drainReserve = 20
 
 // ErrInvalid marks every configuration error; callers map it to exit code 2.
 var ErrInvalid = errors.New("invalid configuration")
@@ -175,12 +175,12 @@ func (c Config) Validate() error {
 		budget := c.DrainBudget()
 		fits := func(work time.Duration) bool { return budget > 0 && work+JobAllowance <= budget }
 		if !fits(c.JobDuration) {
-			bad("JOB_DURATION", "%s does not fit LAMEDUCK_DRAIN_TIMEOUT (%s): one job (+%s allowance) must finish within the drain timeout less its %s reserve, %s",
-				c.JobDuration, c.DrainTimeout, JobAllowance, DrainReserve, budget)
+			bad("JOB_DURATION", "%s does not fit LAMEDUCK_DRAIN_TIMEOUT (%s): one job (+%s allowance) must finish within the drain budget, 95%% of it, %s",
+				c.JobDuration, c.DrainTimeout, JobAllowance, budget)
 		}
 		if !fits(c.MaxWork) {
-			bad("MAX_WORK", "%s does not fit LAMEDUCK_DRAIN_TIMEOUT (%s): the longest allowed job (+%s allowance) must finish within the drain timeout less its %s reserve, %s",
-				c.MaxWork, c.DrainTimeout, JobAllowance, DrainReserve, budget)
+			bad("MAX_WORK", "%s does not fit LAMEDUCK_DRAIN_TIMEOUT (%s): the longest allowed job (+%s allowance) must finish within the drain budget, 95%% of it, %s",
+				c.MaxWork, c.DrainTimeout, JobAllowance, budget)
 		}
 	}
 	counts := []struct {
@@ -217,7 +217,7 @@ func (c Config) Validate() error {
 // DrainBudget is the time admission lets accepted work take: every job
 // answered 202 can finish within DrainBudget of its acceptance, so within
 // the drain timeout whenever the queue closes.
-func (c Config) DrainBudget() time.Duration { return c.DrainTimeout - DrainReserve }
+func (c Config) DrainBudget() time.Duration { return c.DrainTimeout - c.DrainTimeout/drainReserve }
 
 // Warnings lists what in c is allowed but probably not meant.
 func (c Config) Warnings() []string {

@@ -296,9 +296,9 @@ func TestValidateShutdownBudget(t *testing.T) {
 		{"max delay over the shutdown timeout", func(c *config.Config) { c.MaxDelay, c.HelloDelay = 30*time.Second, 20*time.Second },
 			[]string{"LAMEDUCK_MAX_DELAY", "LAMEDUCK_SHUTDOWN_TIMEOUT"}},
 		{"max work exactly fits the drain", func(c *config.Config) {
-			c.MaxWork = c.DrainTimeout - config.DrainReserve - config.JobAllowance
+			c.MaxWork = c.DrainBudget() - config.JobAllowance
 		}, nil},
-		{"max work over the drain", func(c *config.Config) { c.MaxWork = c.DrainTimeout },
+		{"max work just over the drain budget", func(c *config.Config) { c.MaxWork = c.DrainBudget() - config.JobAllowance + 1 },
 			[]string{"LAMEDUCK_MAX_WORK", "LAMEDUCK_DRAIN_TIMEOUT"}},
 		{"default job over the drain", func(c *config.Config) {
 			c.DrainTimeout, c.GracePeriod = 100*time.Millisecond, 30*time.Second
@@ -337,22 +337,22 @@ func TestWarnings(t *testing.T) {
 	if w := defaults().Warnings(); len(w) != 0 {
 		t.Errorf("Warnings() of the defaults = %q; want none", w)
 	}
-	if got, want := defaults().DrainBudget(), 4900*time.Millisecond; got != want {
+	if got, want := defaults().DrainBudget(), 4750*time.Millisecond; got != want {
 		t.Errorf("DrainBudget() of the defaults = %s; want %s", got, want)
 	}
-	// 4 workers × 4.9 s holds at most 19,600 jobs of ?work=0s (1 ms each).
+	// 4 workers × 4.75 s holds at most 9,500 jobs of ?work=0s (2 ms each).
 	c := defaults()
-	c.QueueSize = 19_600
+	c.QueueSize = 9_500
 	if w := c.Warnings(); len(w) != 0 {
-		t.Errorf("Warnings() with LAMEDUCK_QUEUE_SIZE=19600 = %q; want none: the budget can fill it", w)
+		t.Errorf("Warnings() with LAMEDUCK_QUEUE_SIZE=9500 = %q; want none: the budget can fill it", w)
 	}
-	c.QueueSize = 19_601
+	c.QueueSize = 9_501
 	w := c.Warnings()
-	if len(w) != 1 || !strings.Contains(w[0], "LAMEDUCK_QUEUE_SIZE=19601") || !strings.Contains(w[0], "19600") {
-		t.Errorf("Warnings() with LAMEDUCK_QUEUE_SIZE=19601 = %q; want one naming it and the 19600 the budget holds", w)
+	if len(w) != 1 || !strings.Contains(w[0], "LAMEDUCK_QUEUE_SIZE=9501") || !strings.Contains(w[0], "9500") {
+		t.Errorf("Warnings() with LAMEDUCK_QUEUE_SIZE=9501 = %q; want one naming it and the 9500 the budget holds", w)
 	}
 	if err := c.Validate(); err != nil {
-		t.Errorf("Validate() with LAMEDUCK_QUEUE_SIZE=19601 = %v; want nil: a warning, not a refusal", err)
+		t.Errorf("Validate() with LAMEDUCK_QUEUE_SIZE=9501 = %v; want nil: a warning, not a refusal", err)
 	}
 }
 
