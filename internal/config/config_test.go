@@ -301,7 +301,7 @@ func TestValidateShutdownBudget(t *testing.T) {
 		{"max work just over the drain budget", func(c *config.Config) { c.MaxWork = c.DrainBudget() - config.JobAllowance + 1 },
 			[]string{"LAMEDUCK_MAX_WORK", "LAMEDUCK_DRAIN_TIMEOUT"}},
 		{"default job over the drain", func(c *config.Config) {
-			c.DrainTimeout, c.GracePeriod = 100*time.Millisecond, 30*time.Second
+			c.DrainTimeout = 50 * time.Millisecond // a 47.5 ms budget
 		}, []string{"LAMEDUCK_JOB_DURATION", "LAMEDUCK_DRAIN_TIMEOUT", "LAMEDUCK_MAX_WORK"}},
 		{"no drain at all", func(c *config.Config) { c.DrainTimeout = 0 },
 			[]string{"LAMEDUCK_JOB_DURATION", "LAMEDUCK_DRAIN_TIMEOUT"}},

@@ -577,7 +577,8 @@ func TestBacklog(t *testing.T) {
 func TestFullRetryAfter(t *testing.T) {
 	f := newAdmittingQueue(t, 1, 1, queue.Admission{Budget: time.Minute})
 	enqueue(t, f.q, "running", 3*time.Second)
-	waitFor(t, "the worker to take the first job", func() bool { return f.q.Stats().Depth == 0 })
+	// Begun: the job's time left, not its whole cost, is in the backlog.
+	waitFor(t, "the worker to begin the first job", func() bool { return f.q.Backlog() < 3*time.Second })
 	enqueue(t, f.q, "queued", 0)
 	err := f.q.Enqueue(queue.Job{ID: "refused"})
 	if !errors.Is(err, queue.ErrFull) {
