@@ -9,12 +9,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -429,59 +432,23 @@ func TestIdleExitsAfterPrestop(t *testing.T) {
 	summary(t, p)
 }
 
-// TestDrainTimeoutDropsJobs: jobs left at the drain deadline are dropped,
-// each logged with its id, the account balances, and the exit code is 1.
-func TestDrainTimeoutDropsJobs(t *testing.T) {
-	skipShort(t)
-	t.Parallel()
-	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_DRAIN_TIMEOUT=300ms", "LAMEDUCK_WORKERS=1")
-	c := &http.Client{Timeout: 5 * time.Second}
-	var ids []string
-	for range 4 {
-		ids = append(ids, postJob(t, c, "http://"+p.app, "2s"))
-	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(10 * time.Second); code != 1 {
-		t.Fatalf("exit code = %d; want 1", code)
-	}
-	s := summary(t, p)
-	if s["jobs_accepted"] != 4 || s["jobs_processed"]+s["jobs_dropped"] != 4 || s["jobs_dropped"] < 3 {
-		t.Errorf("summary = %v; want 4 accepted = processed + dropped, at least 3 dropped", s)
-	}
-	dropped, processed := map[string]bool{}, map[string]bool{}
-	for _, r := range p.all("job dropped") {
-		dropped[r["job_id"].(string)] = true
-	}
-	for _, r := range p.all("job processed") {
-		processed[r["job_id"].(string)] = true
-	}
-	if len(dropped) != int(s["jobs_dropped"]) {
-		t.Errorf("%d job dropped records; want %v", len(dropped), s["jobs_dropped"])
-	}
-	for _, id := range ids {
-		switch {
-		case dropped[id] && processed[id]:
-			t.Errorf("job %s logged both processed and dropped", id)
-		case !dropped[id] && !processed[id]:
-			t.Errorf("job %s neither processed nor logged as dropped", id)
-		}
-	}
-}
-
 // TestShutdownTimeoutCutsRequests: a request still running at the shutdown
-// deadline is cut, counted, and makes the exit code 1.
+// deadline is cut, counted, and makes the exit code 1. No allowed ?delay=
+// outlasts the shutdown timeout (LAMEDUCK_MAX_DELAY + 1 s must fit in it), so
+// the request here is a slow client's: its body never arrives.
 func TestShutdownTimeoutCutsRequests(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_SHUTDOWN_TIMEOUT=500ms")
-	errc := make(chan error, 1)
-	go func() {
-		resp, err := http.Get("http://" + p.app + "/hello?delay=20s")
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
+	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_SHUTDOWN_TIMEOUT=1500ms", "LAMEDUCK_MAX_DELAY=500ms")
+	conn, err := net.Dial("tcp", p.app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Headers and the first 10 of 100 body bytes: the handler waits for the rest.
+	if _, err := io.WriteString(conn, "POST /jobs HTTP/1.1\r\nHost: lameduck\r\nContent-Length: 100\r\n\r\n0123456789"); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 5*time.Second, "slow request in flight", func() bool {
 		return metric(t, "http://"+p.admin, "lameduck_http_inflight_requests") >= 1
 	})
@@ -489,11 +456,12 @@ func TestShutdownTimeoutCutsRequests(t *testing.T) {
 	if code := p.wait(10 * time.Second); code != 1 {
 		t.Fatalf("exit code = %d; want 1", code)
 	}
-	if s := summary(t, p); s["requests_cut"] != 1 {
-		t.Errorf("requests_cut = %v; want 1", s["requests_cut"])
+	if s := summary(t, p); s["requests_cut"] != 1 || s["jobs_accepted"] != 0 {
+		t.Errorf("summary = %v; want requests_cut 1, jobs_accepted 0", s)
 	}
-	if err := <-errc; err == nil {
-		t.Errorf("the cut request got an answer; want a transport error")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(conn); len(b) > 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+		t.Errorf("the cut request read %q, %v; want the connection closed without an answer", b, err)
 	}
 }
 
@@ -502,8 +470,8 @@ func TestShutdownTimeoutCutsRequests(t *testing.T) {
 func TestSecondSignalAborts(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=20s", "LAMEDUCK_SHUTDOWN_TIMEOUT=5s", "LAMEDUCK_GRACE_PERIOD=60s",
-		"LAMEDUCK_WORKERS=1")
+	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=20s", "LAMEDUCK_SHUTDOWN_TIMEOUT=5s", "LAMEDUCK_DRAIN_TIMEOUT=25s",
+		"LAMEDUCK_GRACE_PERIOD=60s", "LAMEDUCK_WORKERS=1", "LAMEDUCK_MAX_WORK=20s")
 	id := postJob(t, &http.Client{Timeout: 5 * time.Second}, "http://"+p.app, "20s")
 	p.signal(syscall.SIGTERM)
 	p.waitRecord("shutdown started", 5*time.Second)
@@ -537,6 +505,9 @@ func TestBadConfigExits2(t *testing.T) {
 		{"zero workers", "LAMEDUCK_WORKERS=0", "LAMEDUCK_WORKERS"},
 		{"unknown log level", "LAMEDUCK_LOG_LEVEL=loud", "LAMEDUCK_LOG_LEVEL"},
 		{"budget over grace period", "LAMEDUCK_GRACE_PERIOD=25s", "LAMEDUCK_GRACE_PERIOD"},
+		{"delay the shutdown cannot wait for", "LAMEDUCK_MAX_DELAY=30s", "LAMEDUCK_MAX_DELAY: 30s does not fit LAMEDUCK_SHUTDOWN_TIMEOUT"},
+		{"work a drain cannot finish", "LAMEDUCK_MAX_WORK=30s", "LAMEDUCK_MAX_WORK: 30s does not fit LAMEDUCK_DRAIN_TIMEOUT"},
+		{"default job a drain cannot finish", "LAMEDUCK_JOB_DURATION=5s", "LAMEDUCK_JOB_DURATION: 5s does not fit LAMEDUCK_DRAIN_TIMEOUT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -605,4 +576,220 @@ func metric(t *testing.T, admin, name string) float64 {
 	}
 	t.Fatalf("/metrics has no sample %s", name)
 	return 0
+}
+
+// TestOverloadLosesNothing is issue #10 at the default configuration: jobs
+// offered at 5× what the workers can do (4 workers × 50 ms = 80 jobs/s; the
+// load asks 400/s), then SIGTERM while the load goes on. Every 202 must be
+// processed (exit 0, 0 dropped), and every answer must be a 202, a 400 (asked
+// for on purpose: ?work= and ?delay= the shutdown could not finish) or a 503
+// with an honest Retry-After. "until the listener closes" is the hard case:
+// the queue closes with a backlog at the admission's limit, and the drain
+// must finish it within LAMEDUCK_DRAIN_TIMEOUT.
+func TestOverloadLosesNothing(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	const (
+		capacity = 80 // jobs/s: LAMEDUCK_WORKERS (4) / LAMEDUCK_JOB_DURATION (50ms)
+		rate     = 5 * capacity
+		before   = 4 * time.Second // of load before SIGTERM
+		prestop  = 5 * time.Second // LAMEDUCK_PRESTOP_DELAY's default
+		drain    = 5 * time.Second // LAMEDUCK_DRAIN_TIMEOUT's default
+	)
+	tests := []struct {
+		name  string
+		after time.Duration // of load after SIGTERM; the listener closes at the preStop delay's end
+	}{
+		{"load goes on 2s after SIGTERM", 2 * time.Second},
+		{"load goes on until the listener closes", time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startBinary(t) // the defaults; only the addresses differ
+			admin := "http://" + p.admin
+			l := startOverload(t, "http://"+p.app, rate)
+			time.Sleep(before) // the load runs meanwhile; nothing here waits for a state
+			backlog := metric(t, admin, "lameduck_jobs_backlog_seconds")
+			signalled := time.Now()
+			p.signal(syscall.SIGTERM)
+			r := l.stopAfter(signalled, tt.after)
+
+			code := p.wait(prestop + 15*time.Second + drain + 10*time.Second)
+			s := summary(t, p)
+			t.Logf("offered %d requests at %.0f/s: %d accepted (202), %d refused (503), %d bad requests (400); backlog %.2fs at SIGTERM; shutdown %v",
+				r.sent, r.rate, len(r.ids), r.unavailable, r.bad, backlog, s)
+			if code != 0 {
+				t.Errorf("exit code = %d; want 0", code)
+			}
+			if r.rate < 3*capacity {
+				t.Errorf("the load reached %.0f jobs/s; want at least 3× capacity (%d/s) for the test to mean anything", r.rate, 3*capacity)
+			}
+			if r.unavailable < len(r.ids) {
+				t.Errorf("%d answers 503, %d 202; want more refused than accepted at 5× capacity", r.unavailable, len(r.ids))
+			}
+			if backlog <= 4 || backlog > 4.75 {
+				t.Errorf("lameduck_jobs_backlog_seconds under overload = %v; want near the 4.75 s drain budget, never over it", backlog)
+			}
+			if s["jobs_dropped"] != 0 || s["requests_cut"] != 0 || s["jobs_accepted"] != float64(len(r.ids)) ||
+				s["jobs_processed"] != float64(len(r.ids)) {
+				t.Errorf("summary = %v; want %d accepted and processed (the 202s answered), 0 dropped, 0 cut", s, len(r.ids))
+			}
+			var slowest time.Duration
+			processed := map[string]bool{}
+			for _, rec := range p.all("job processed") {
+				processed[rec["job_id"].(string)] = true
+				if d, err := time.ParseDuration(rec["latency"].(string)); err == nil && d > slowest {
+					slowest = d
+				}
+			}
+			var lost []string
+			for _, id := range r.ids {
+				if !processed[id] {
+					lost = append(lost, id)
+				}
+			}
+			if len(lost) > 0 {
+				t.Errorf("%d jobs answered 202 were never processed, the first %s", len(lost), lost[0])
+			}
+			if n := r.dishonest.Load(); n > 0 {
+				t.Errorf("%d answers 503 had no Retry-After between 1 and 5 s", n)
+			}
+			// Admission counts on finishing each job within the 4.75 s drain
+			// budget of its acceptance; on a starved machine the workers run
+			// late (5.12 s seen with all of make test on 2 cores). What must
+			// hold is the above: nothing dropped. This is the measurement.
+			t.Logf("slowest job: %s from enqueue to processed (drain budget 4.75s); queue phase %.2fs", slowest, s["queue_seconds"])
+		})
+	}
+}
+
+// overload is a bounded load on POST /jobs: a fixed number of clients share
+// one schedule of rate requests a second. One request in 25 asks ?work=30s
+// and one in 50 is GET /hello?delay=30s, both beyond what a shutdown can
+// finish: each must be a 400.
+type overload struct {
+	t         *testing.T
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	started   time.Time
+	stopped   atomic.Int64 // unix nanoseconds when the listener was found closed, or 0
+	dishonest atomic.Int64 // 503s without a Retry-After within the budget
+
+	mu                     sync.Mutex
+	ids                    []string
+	sent, bad, unavailable int
+	rate                   float64
+}
+
+const overloadClients = 16
+
+func startOverload(t *testing.T, base string, rate int) *overload {
+	t.Helper()
+	l := &overload{t: t, stop: make(chan struct{}), started: time.Now()}
+	tr := &http.Transport{MaxIdleConnsPerHost: overloadClients}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	interval := time.Second / time.Duration(rate)
+	var next atomic.Int64
+	for range overloadClients {
+		l.wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if d := time.Until(l.started.Add(time.Duration(i) * interval)); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-l.stop:
+						return
+					}
+				}
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				if !l.one(c, base, i) {
+					return
+				}
+			}
+		})
+	}
+	return l
+}
+
+// one sends request i and records its answer; false once the listener has
+// closed.
+func (l *overload) one(c *http.Client, base string, i int64) bool {
+	var resp *http.Response
+	var err error
+	kind := "POST /jobs"
+	switch {
+	case i%50 == 49:
+		kind = "GET /hello?delay=30s"
+		resp, err = c.Get(base + "/hello?delay=30s")
+	case i%25 == 24:
+		kind = "POST /jobs?work=30s"
+		resp, err = c.Post(base+"/jobs?work=30s", "application/json", strings.NewReader(`{}`))
+	default:
+		resp, err = c.Post(base+"/jobs", "application/json", strings.NewReader(`{}`))
+	}
+	if err != nil {
+		// After the preStop delay the listener closes: that ends the load.
+		if refused(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) {
+			l.stopped.CompareAndSwap(0, time.Now().UnixNano())
+			return false
+		}
+		l.t.Errorf("%s: %v", kind, err)
+		return false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent++
+	switch {
+	case kind != "POST /jobs":
+		if resp.StatusCode != http.StatusBadRequest || strings.Count(string(body), "\n") != 1 {
+			l.t.Errorf("%s = %d %q; want 400 with a one-line reason", kind, resp.StatusCode, body)
+		}
+		l.bad++
+	case resp.StatusCode == http.StatusAccepted:
+		var job struct{ ID string }
+		if err := json.Unmarshal(body, &job); err != nil || job.ID == "" {
+			l.t.Errorf("POST /jobs = 202 %q; want an id", body)
+		}
+		l.ids = append(l.ids, job.ID)
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		// The backlog has room again within one job's time, and never later
+		// than the 4.75 s drain budget.
+		ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if (err != nil || ra < 1 || ra > 5) && l.dishonest.Add(1) == 1 {
+			l.t.Errorf("POST /jobs = 503 with Retry-After %q; want whole seconds between 1 and 5 (only the first such answer is reported)", resp.Header.Get("Retry-After"))
+		}
+		l.unavailable++
+	default:
+		l.t.Errorf("POST /jobs = %d %q; want 202 or 503", resp.StatusCode, body)
+	}
+	return true
+}
+
+// stopAfter ends the load d after signalled, or when the listener closes, and
+// returns what it saw; rate is over the time the load ran.
+func (l *overload) stopAfter(signalled time.Time, d time.Duration) *overload {
+	l.t.Helper()
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-time.After(time.Until(signalled.Add(d))):
+	case <-done: // every client saw the listener closed
+	}
+	close(l.stop)
+	<-done
+	end := time.Now()
+	if ns := l.stopped.Load(); ns != 0 {
+		end = time.Unix(0, ns)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rate = float64(l.sent) / end.Sub(l.started).Seconds()
+	return l
 }

@@ -60,7 +60,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		metrics: metrics.New(reg), gate: &health.Gate{},
 		conns: newConnTracker(), listenersClosed: make(chan struct{}),
 	}
-	s.queue = queue.New(cfg.QueueSize, cfg.Workers, logger, s.metrics)
+	s.queue = queue.New(cfg.QueueSize, cfg.Workers,
+		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, s.metrics)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	s.app = &http.Server{
 		Handler:           server.New(cfg, logger, s.metrics, s.gate, s.queue),
@@ -88,9 +89,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		})
 	}
 	defer serving.Wait()
+	for _, w := range cfg.Warnings() {
+		logger.Warn("configuration", "warning", w)
+	}
 	logger.Info("serving", "http_addr", appLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
 		"version", info.Version, "commit", info.Commit, "shutdown_budget", cfg.Budget().String(),
-		"grace_period", cfg.GracePeriod.String())
+		"grace_period", cfg.GracePeriod.String(), "drain_budget", cfg.DrainBudget().String())
 
 	var cause string
 	var serveErr error
@@ -147,8 +151,12 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	httpPhase := time.Since(t)
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhaseHTTP).Set(httpPhase.Seconds())
 
-	// 4. No request can reach the queue now: close it and drain it.
+	// 4. No request can reach the queue now: close it, then drain it. The
+	// drain's clock starts only once the queue is closed, so every job it
+	// accepted had the whole drain timeout ahead of it, which admission
+	// counted on (queue.Admission; config.DrainBudget).
 	t = time.Now()
+	s.queue.Close()
 	drainCtx, cancel := context.WithTimeout(abort, s.cfg.DrainTimeout)
 	stats := s.queue.Drain(drainCtx)
 	cancel()

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 func testConfig() config.Config {
 	return config.Config{
 		HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		MaxDelay: 30 * time.Second, MaxBody: 65536,
+		MaxDelay: time.Second, MaxWork: 500 * time.Millisecond, MaxBody: 65536,
 		QueueSize: 100, Workers: 2, JobDuration: 10 * time.Millisecond,
 		IdempotencyTTL: time.Minute, IdempotencyMaxKeys: 100,
 		PrestopDelay: 100 * time.Millisecond, ShutdownTimeout: 2 * time.Second,

@@ -24,6 +24,22 @@ const Prefix = "LAMEDUCK"
 // the grace period, for process exit and the kubelet's own bookkeeping.
 const GraceSpare = time.Second
 
+// RequestSpare is what the longest allowed request (LAMEDUCK_MAX_DELAY) must
+// leave unused of LAMEDUCK_SHUTDOWN_TIMEOUT: a request can start as late as
+// the end of the preStop delay, and it still has to be read and answered.
+const RequestSpare = time.Second
+
+// JobAllowance is what admission adds to every job's work: the worker's own
+// time between jobs (taking it, its log record, its metrics) and the lateness
+// of its timer on a busy machine. Admission counts each job as work +
+// JobAllowance.
+const JobAllowance = 2 * time.Millisecond
+
+// drainReserve is the share of LAMEDUCK_DRAIN_TIMEOUT that admission never
+// promises (1/20, 5%): slack for a machine too busy to run the workers on
+// time. What is left is DrainBudget.
+const drainReserve = 20
+
 // ErrInvalid marks every configuration error; callers map it to exit code 2.
 var ErrInvalid = errors.New("invalid configuration")
 
@@ -35,7 +51,8 @@ type Config struct {
 	AdminAddr string `split_words:"true" default:":8086" desc:"address of the admin listener (/live, /ready, /metrics, /version)"`
 
 	HelloDelay time.Duration `split_words:"true" default:"0s" desc:"default delay of GET /hello (override per request with ?delay=)"`
-	MaxDelay   time.Duration `split_words:"true" default:"30s" desc:"cap on ?delay= and ?work= durations"`
+	MaxDelay   time.Duration `split_words:"true" default:"4s" desc:"cap on ?delay=; with 1s spare it must fit in LAMEDUCK_SHUTDOWN_TIMEOUT"`
+	MaxWork    time.Duration `split_words:"true" default:"1s" desc:"cap on ?work=; one such job must fit in LAMEDUCK_DRAIN_TIMEOUT"`
 	MaxBody    int64         `split_words:"true" default:"65536" desc:"largest POST /jobs body in bytes (larger is 413)"`
 
 	QueueSize   int           `split_words:"true" default:"1000" desc:"capacity of the in-memory job queue (full is 503)"`
@@ -131,7 +148,7 @@ func (c Config) Validate() error {
 		name string
 		d    time.Duration
 	}{
-		{"HELLO_DELAY", c.HelloDelay}, {"MAX_DELAY", c.MaxDelay}, {"JOB_DURATION", c.JobDuration},
+		{"HELLO_DELAY", c.HelloDelay}, {"MAX_DELAY", c.MaxDelay}, {"MAX_WORK", c.MaxWork}, {"JOB_DURATION", c.JobDuration},
 		{"IDEMPOTENCY_TTL", c.IdempotencyTTL}, {"PRESTOP_DELAY", c.PrestopDelay},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"DRAIN_TIMEOUT", c.DrainTimeout}, {"GRACE_PERIOD", c.GracePeriod},
 	}
@@ -146,8 +163,25 @@ func (c Config) Validate() error {
 	if c.HelloDelay > c.MaxDelay {
 		bad("HELLO_DELAY", "%s exceeds LAMEDUCK_MAX_DELAY (%s)", c.HelloDelay, c.MaxDelay)
 	}
-	if c.JobDuration > c.MaxDelay {
-		bad("JOB_DURATION", "%s exceeds LAMEDUCK_MAX_DELAY (%s)", c.JobDuration, c.MaxDelay)
+	if c.JobDuration > c.MaxWork {
+		bad("JOB_DURATION", "%s exceeds LAMEDUCK_MAX_WORK (%s)", c.JobDuration, c.MaxWork)
+	}
+	// No request may be admitted that the shutdown budget cannot finish.
+	if c.MaxDelay+RequestSpare > c.ShutdownTimeout && c.ShutdownTimeout > 0 {
+		bad("MAX_DELAY", "%s does not fit LAMEDUCK_SHUTDOWN_TIMEOUT (%s): a request started as the preStop delay ends must finish within it with %s spare; lower LAMEDUCK_MAX_DELAY to at most %s or raise LAMEDUCK_SHUTDOWN_TIMEOUT",
+			c.MaxDelay, c.ShutdownTimeout, RequestSpare, max(0, c.ShutdownTimeout-RequestSpare))
+	}
+	if c.DrainTimeout >= 0 {
+		budget := c.DrainBudget()
+		fits := func(work time.Duration) bool { return budget > 0 && work+JobAllowance <= budget }
+		if !fits(c.JobDuration) {
+			bad("JOB_DURATION", "%s does not fit LAMEDUCK_DRAIN_TIMEOUT (%s): one job (+%s allowance) must finish within the drain budget, 95%% of it, %s",
+				c.JobDuration, c.DrainTimeout, JobAllowance, budget)
+		}
+		if !fits(c.MaxWork) {
+			bad("MAX_WORK", "%s does not fit LAMEDUCK_DRAIN_TIMEOUT (%s): the longest allowed job (+%s allowance) must finish within the drain budget, 95%% of it, %s",
+				c.MaxWork, c.DrainTimeout, JobAllowance, budget)
+		}
 	}
 	counts := []struct {
 		name     string
@@ -178,6 +212,25 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+}
+
+// DrainBudget is the time admission lets accepted work take: every job
+// answered 202 can finish within DrainBudget of its acceptance, so within
+// the drain timeout whenever the queue closes.
+func (c Config) DrainBudget() time.Duration { return c.DrainTimeout - c.DrainTimeout/drainReserve }
+
+// Warnings lists what in c is allowed but probably not meant.
+func (c Config) Warnings() []string {
+	var w []string
+	// The cheapest job is a ?work=0s job, which admission counts as
+	// JobAllowance: the budget holds at most this many jobs at once.
+	if c.Workers > 0 && c.DrainBudget() > 0 {
+		if most := int64(c.Workers) * int64(c.DrainBudget()/JobAllowance); int64(c.QueueSize) > most {
+			w = append(w, fmt.Sprintf("%s_QUEUE_SIZE=%d can never fill: %s_WORKERS (%d) × the drain budget (%s) admits at most %d jobs at once, even of ?work=0s; the queue's size is its memory bound, the budget decides what it takes",
+				Prefix, c.QueueSize, Prefix, c.Workers, c.DrainBudget(), most))
+		}
+	}
+	return w
 }
 
 // Budget is the longest the shutdown sequence may take.

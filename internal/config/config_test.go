@@ -44,7 +44,8 @@ func defaults() config.Config {
 		HTTPAddr:           ":8080",
 		AdminAddr:          ":8086",
 		HelloDelay:         0,
-		MaxDelay:           30 * time.Second,
+		MaxDelay:           4 * time.Second,
+		MaxWork:            time.Second,
 		MaxBody:            65536,
 		QueueSize:          1000,
 		Workers:            4,
@@ -83,15 +84,16 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 		{"LAMEDUCK_HTTP_ADDR", "127.0.0.1:9000", func(c *config.Config) { c.HTTPAddr = "127.0.0.1:9000" }},
 		{"LAMEDUCK_ADMIN_ADDR", "127.0.0.1:9001", func(c *config.Config) { c.AdminAddr = "127.0.0.1:9001" }},
 		{"LAMEDUCK_HELLO_DELAY", "250ms", func(c *config.Config) { c.HelloDelay = 250 * time.Millisecond }},
-		{"LAMEDUCK_MAX_DELAY", "1m", func(c *config.Config) { c.MaxDelay = time.Minute }},
+		{"LAMEDUCK_MAX_DELAY", "2s", func(c *config.Config) { c.MaxDelay = 2 * time.Second }},
+		{"LAMEDUCK_MAX_WORK", "2s", func(c *config.Config) { c.MaxWork = 2 * time.Second }},
 		{"LAMEDUCK_MAX_BODY", "1024", func(c *config.Config) { c.MaxBody = 1024 }},
 		{"LAMEDUCK_QUEUE_SIZE", "7", func(c *config.Config) { c.QueueSize = 7 }},
 		{"LAMEDUCK_WORKERS", "9", func(c *config.Config) { c.Workers = 9 }},
-		{"LAMEDUCK_JOB_DURATION", "2s", func(c *config.Config) { c.JobDuration = 2 * time.Second }},
+		{"LAMEDUCK_JOB_DURATION", "20ms", func(c *config.Config) { c.JobDuration = 20 * time.Millisecond }},
 		{"LAMEDUCK_IDEMPOTENCY_TTL", "1h", func(c *config.Config) { c.IdempotencyTTL = time.Hour }},
 		{"LAMEDUCK_IDEMPOTENCY_MAX_KEYS", "3", func(c *config.Config) { c.IdempotencyMaxKeys = 3 }},
 		{"LAMEDUCK_PRESTOP_DELAY", "1s", func(c *config.Config) { c.PrestopDelay = time.Second }},
-		{"LAMEDUCK_SHUTDOWN_TIMEOUT", "2s", func(c *config.Config) { c.ShutdownTimeout = 2 * time.Second }},
+		{"LAMEDUCK_SHUTDOWN_TIMEOUT", "10s", func(c *config.Config) { c.ShutdownTimeout = 10 * time.Second }},
 		{"LAMEDUCK_DRAIN_TIMEOUT", "3s", func(c *config.Config) { c.DrainTimeout = 3 * time.Second }},
 		{"LAMEDUCK_GRACE_PERIOD", "60s", func(c *config.Config) { c.GracePeriod = time.Minute }},
 		{"LAMEDUCK_LOG_FORMAT", "text", func(c *config.Config) { c.LogFormat = "text" }},
@@ -168,7 +170,7 @@ func TestLoadRejectsBadValues(t *testing.T) {
 			[]string{"LAMEDUCK_LOG_FORMAT", "xml"}},
 		{"negative hello delay", map[string]string{"LAMEDUCK_HELLO_DELAY": "-1s"},
 			[]string{"LAMEDUCK_HELLO_DELAY", "negative"}},
-		{"negative max delay", map[string]string{"LAMEDUCK_MAX_DELAY": "-1s", "LAMEDUCK_JOB_DURATION": "0s"},
+		{"negative max delay", map[string]string{"LAMEDUCK_MAX_DELAY": "-1s"},
 			[]string{"LAMEDUCK_MAX_DELAY", "negative"}},
 		{"negative job duration", map[string]string{"LAMEDUCK_JOB_DURATION": "-1ms"},
 			[]string{"LAMEDUCK_JOB_DURATION", "negative"}},
@@ -186,8 +188,10 @@ func TestLoadRejectsBadValues(t *testing.T) {
 			[]string{"LAMEDUCK_GRACE_PERIOD", "negative"}},
 		{"hello delay over max delay", map[string]string{"LAMEDUCK_HELLO_DELAY": "2s", "LAMEDUCK_MAX_DELAY": "1s", "LAMEDUCK_JOB_DURATION": "0s"},
 			[]string{"LAMEDUCK_HELLO_DELAY", "LAMEDUCK_MAX_DELAY"}},
-		{"job duration over max delay", map[string]string{"LAMEDUCK_JOB_DURATION": "2s", "LAMEDUCK_MAX_DELAY": "1s"},
-			[]string{"LAMEDUCK_JOB_DURATION", "LAMEDUCK_MAX_DELAY"}},
+		{"job duration over max work", map[string]string{"LAMEDUCK_JOB_DURATION": "2s", "LAMEDUCK_MAX_WORK": "1s"},
+			[]string{"LAMEDUCK_JOB_DURATION", "LAMEDUCK_MAX_WORK"}},
+		{"negative max work", map[string]string{"LAMEDUCK_MAX_WORK": "-1s", "LAMEDUCK_JOB_DURATION": "0s"},
+			[]string{"LAMEDUCK_MAX_WORK", "negative"}},
 		{"empty http addr", map[string]string{"LAMEDUCK_HTTP_ADDR": ""},
 			[]string{"LAMEDUCK_HTTP_ADDR", "empty"}},
 		{"same addresses", map[string]string{"LAMEDUCK_HTTP_ADDR": ":9000", "LAMEDUCK_ADMIN_ADDR": ":9000"},
@@ -253,6 +257,7 @@ func TestLoadBudget(t *testing.T) {
 			setenv(t, map[string]string{
 				"LAMEDUCK_PRESTOP_DELAY":    "2s",
 				"LAMEDUCK_SHUTDOWN_TIMEOUT": "3s",
+				"LAMEDUCK_MAX_DELAY":        "2s",
 				"LAMEDUCK_DRAIN_TIMEOUT":    "4s",
 				"LAMEDUCK_GRACE_PERIOD":     tt.grace,
 			})
@@ -273,6 +278,81 @@ func TestLoadBudget(t *testing.T) {
 				t.Errorf("Load() with LAMEDUCK_GRACE_PERIOD=%s = error %q; want it to name LAMEDUCK_GRACE_PERIOD", tt.grace, err)
 			}
 		})
+	}
+}
+
+// TestValidateShutdownBudget: no request may be allowed that the shutdown
+// cannot finish, nor a default job; every variable at fault is named.
+func TestValidateShutdownBudget(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*config.Config)
+		want   []string // substrings of the error; none for a valid configuration
+	}{
+		{"the defaults", func(*config.Config) {}, nil},
+		{"max delay with exactly 1s spare", func(c *config.Config) { c.MaxDelay = 14 * time.Second }, nil},
+		{"max delay without 1s spare", func(c *config.Config) { c.MaxDelay = 14*time.Second + 1 },
+			[]string{"LAMEDUCK_MAX_DELAY", "LAMEDUCK_SHUTDOWN_TIMEOUT", "at most 14s"}},
+		{"max delay over the shutdown timeout", func(c *config.Config) { c.MaxDelay, c.HelloDelay = 30*time.Second, 20*time.Second },
+			[]string{"LAMEDUCK_MAX_DELAY", "LAMEDUCK_SHUTDOWN_TIMEOUT"}},
+		{"max work exactly fits the drain", func(c *config.Config) {
+			c.MaxWork = c.DrainBudget() - config.JobAllowance
+		}, nil},
+		{"max work just over the drain budget", func(c *config.Config) { c.MaxWork = c.DrainBudget() - config.JobAllowance + 1 },
+			[]string{"LAMEDUCK_MAX_WORK", "LAMEDUCK_DRAIN_TIMEOUT"}},
+		{"default job over the drain", func(c *config.Config) {
+			c.DrainTimeout = 50 * time.Millisecond // a 47.5 ms budget
+		}, []string{"LAMEDUCK_JOB_DURATION", "LAMEDUCK_DRAIN_TIMEOUT", "LAMEDUCK_MAX_WORK"}},
+		{"no drain at all", func(c *config.Config) { c.DrainTimeout = 0 },
+			[]string{"LAMEDUCK_JOB_DURATION", "LAMEDUCK_DRAIN_TIMEOUT"}},
+		{"every problem at once", func(c *config.Config) {
+			c.MaxDelay, c.MaxWork, c.JobDuration = 15*time.Second, 5*time.Second, 5*time.Second
+		}, []string{"LAMEDUCK_MAX_DELAY:", "LAMEDUCK_MAX_WORK:", "LAMEDUCK_JOB_DURATION:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaults()
+			tt.change(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Errorf("Validate() = %v; want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("Validate() = %v; want an error wrapping ErrInvalid", err)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("Validate() = %q; want it to contain %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// TestWarnings: a queue the budget can never fill is allowed, and said.
+func TestWarnings(t *testing.T) {
+	if w := defaults().Warnings(); len(w) != 0 {
+		t.Errorf("Warnings() of the defaults = %q; want none", w)
+	}
+	if got, want := defaults().DrainBudget(), 4750*time.Millisecond; got != want {
+		t.Errorf("DrainBudget() of the defaults = %s; want %s", got, want)
+	}
+	// 4 workers × 4.75 s holds at most 9,500 jobs of ?work=0s (2 ms each).
+	c := defaults()
+	c.QueueSize = 9_500
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings() with LAMEDUCK_QUEUE_SIZE=9500 = %q; want none: the budget can fill it", w)
+	}
+	c.QueueSize = 9_501
+	w := c.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], "LAMEDUCK_QUEUE_SIZE=9501") || !strings.Contains(w[0], "9500") {
+		t.Errorf("Warnings() with LAMEDUCK_QUEUE_SIZE=9501 = %q; want one naming it and the 9500 the budget holds", w)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() with LAMEDUCK_QUEUE_SIZE=9501 = %v; want nil: a warning, not a refusal", err)
 	}
 }
 
@@ -324,7 +404,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	out := buf.String()
 	names := []string{
 		"LAMEDUCK_HTTP_ADDR", "LAMEDUCK_ADMIN_ADDR", "LAMEDUCK_HELLO_DELAY", "LAMEDUCK_MAX_DELAY",
-		"LAMEDUCK_MAX_BODY", "LAMEDUCK_QUEUE_SIZE", "LAMEDUCK_WORKERS", "LAMEDUCK_JOB_DURATION",
+		"LAMEDUCK_MAX_WORK", "LAMEDUCK_MAX_BODY", "LAMEDUCK_QUEUE_SIZE", "LAMEDUCK_WORKERS", "LAMEDUCK_JOB_DURATION",
 		"LAMEDUCK_IDEMPOTENCY_TTL", "LAMEDUCK_IDEMPOTENCY_MAX_KEYS", "LAMEDUCK_PRESTOP_DELAY",
 		"LAMEDUCK_SHUTDOWN_TIMEOUT", "LAMEDUCK_DRAIN_TIMEOUT", "LAMEDUCK_GRACE_PERIOD",
 		"LAMEDUCK_LOG_FORMAT", "LAMEDUCK_LOG_LEVEL",

@@ -18,8 +18,9 @@ const (
 
 // Rejection reasons, the values of the reason label.
 const (
-	ReasonFull   = "full"
-	ReasonClosed = "closed"
+	ReasonFull   = "full"   // the queue holds LAMEDUCK_QUEUE_SIZE jobs
+	ReasonBudget = "budget" // the job could not finish within the drain budget
+	ReasonClosed = "closed" // the queue closed: the shutdown reached its drain
 )
 
 // Metrics holds every collector lameduck exports.
@@ -32,6 +33,7 @@ type Metrics struct {
 	JobsRejected        *prometheus.CounterVec
 	JobsDropped         prometheus.Counter
 	QueueDepth          prometheus.Gauge
+	Backlog             prometheus.Gauge
 	JobLatency          prometheus.Histogram
 	ShutdownPhase       *prometheus.GaugeVec
 
@@ -68,6 +70,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lameduck_queue_depth", Help: "Jobs waiting in the queue.",
 		}),
+		Backlog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lameduck_jobs_backlog_seconds",
+			Help: "Time the workers need to finish every accepted job (queued jobs' work plus what is left of running ones, divided among the workers); admission keeps it within the drain budget.",
+		}),
 		JobLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "lameduck_job_latency_seconds", Help: "Time from enqueue to processed.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14), // 100µs to ~15s
@@ -78,11 +84,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		codes: map[int]prometheus.Counter{},
 	}
 	reg.MustRegister(m.Requests, m.Inflight, m.RequestsAfterSignal, m.JobsAccepted, m.JobsProcessed,
-		m.JobsRejected, m.JobsDropped, m.QueueDepth, m.JobLatency, m.ShutdownPhase)
+		m.JobsRejected, m.JobsDropped, m.QueueDepth, m.Backlog, m.JobLatency, m.ShutdownPhase)
 	for _, p := range []string{PhasePrestop, PhaseHTTP, PhaseQueue} {
 		m.ShutdownPhase.WithLabelValues(p)
 	}
-	for _, r := range []string{ReasonFull, ReasonClosed} {
+	for _, r := range []string{ReasonFull, ReasonBudget, ReasonClosed} {
 		m.JobsRejected.WithLabelValues(r)
 	}
 	for _, c := range []int{200, 202, 400, 404, 405, 413, 500, 503} {

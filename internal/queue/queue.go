@@ -15,11 +15,22 @@ import (
 	"github.com/lameduck/lameduck/internal/metrics"
 )
 
-// Errors returned by Enqueue. The job was not taken in either case.
+// Why Enqueue refuses a job. Enqueue returns them wrapped in a
+// *RejectedError, which says when to try again; errors.Is matches them.
 var (
 	ErrFull   = errors.New("queue is full")
+	ErrBudget = errors.New("the work already accepted is all a drain can finish")
 	ErrClosed = errors.New("queue is closed")
 )
+
+// RejectedError is Enqueue's refusal: the job was not taken.
+type RejectedError struct {
+	Reason     error         // ErrFull, ErrBudget or ErrClosed
+	RetryAfter time.Duration // when the queue is likely to take this job; 0 for ErrClosed
+}
+
+func (e *RejectedError) Error() string { return e.Reason.Error() }
+func (e *RejectedError) Unwrap() error { return e.Reason }
 
 // Job is one unit of simulated work.
 type Job struct {
@@ -39,16 +50,33 @@ type Stats struct {
 	Depth     int
 }
 
+// Admission is the rule Enqueue applies before it takes a job: every accepted
+// job can finish within Budget of its acceptance. A job costs its Work plus
+// PerJob, the worker's own time around it. The queue is FIFO and no worker
+// idles while a job waits, so a job accepted when the work ahead of it (the
+// queued jobs' costs and what is left of the running ones) is B starts within
+// B/workers and finishes within B/workers + its cost; Enqueue takes it only
+// if that is at most Budget. Jobs accepted later queue behind it and cannot
+// delay it, so each promise holds once made.
+type Admission struct {
+	Budget time.Duration
+	PerJob time.Duration
+}
+
 // Queue is a bounded FIFO of jobs served by a fixed pool of workers. Create it
 // with New; its workers run until Drain or Abort returns. Every method is safe
 // for concurrent use.
 type Queue struct {
-	logger  *slog.Logger
-	metrics *metrics.Metrics
+	logger    *slog.Logger
+	metrics   *metrics.Metrics
+	admission Admission
+	workers   time.Duration // the number of workers, as a divisor of durations
 
-	mu     sync.RWMutex // guards closed and sending on jobs
-	closed bool
-	jobs   chan Job
+	mu        sync.Mutex // guards everything below, and sending on jobs
+	closed    bool
+	jobs      chan Job
+	queued    time.Duration // the cost of the jobs in jobs
+	busyUntil []time.Time   // per worker: when its running job's cost runs out; zero when idle
 
 	stop     chan struct{} // closed at the drain deadline: running jobs stop, queued ones drop
 	stopOnce sync.Once
@@ -57,21 +85,20 @@ type Queue struct {
 	accepted, processed, dropped atomic.Int64
 }
 
-// New starts a queue of the given capacity with the given number of workers.
-func New(capacity, workers int, logger *slog.Logger, m *metrics.Metrics) *Queue {
+// New starts a queue of the given capacity with the given number of workers
+// (at least 1), which takes only the jobs that adm lets it finish in time.
+func New(capacity, workers int, adm Admission, logger *slog.Logger, m *metrics.Metrics) *Queue {
+	workers = max(workers, 1)
 	q := &Queue{
-		logger: logger, metrics: m,
-		jobs: make(chan Job, capacity),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		logger: logger, metrics: m, admission: adm, workers: time.Duration(workers),
+		jobs:      make(chan Job, capacity),
+		busyUntil: make([]time.Time, workers),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q.worker()
-		}()
+	for i := range workers {
+		wg.Go(func() { q.worker(i) })
 	}
 	go func() {
 		wg.Wait()
@@ -80,29 +107,92 @@ func New(capacity, workers int, logger *slog.Logger, m *metrics.Metrics) *Queue 
 	return q
 }
 
-// Enqueue takes j or refuses it with ErrFull or ErrClosed; it never blocks.
+// Enqueue takes j, or refuses it with a *RejectedError wrapping ErrClosed,
+// ErrFull or ErrBudget (see Admission); it never blocks. The decision and the
+// taking happen under one lock, so concurrent calls cannot overcommit the
+// budget, and no job is taken once the queue is closed.
 func (q *Queue) Enqueue(j Job) error {
-	q.mu.RLock()
-	defer q.mu.RUnlock()
+	cost := j.Work + q.admission.PerJob
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.closed {
-		q.metrics.JobsRejected.WithLabelValues(metrics.ReasonClosed).Inc()
-		return ErrClosed
+		return q.reject(metrics.ReasonClosed, ErrClosed, 0)
 	}
-	j.enqueued = time.Now()
+	now := time.Now()
+	ahead, nextFree := q.backlogLocked(now)
+	// When the budget will have room for j: the work ahead must shrink to
+	// (Budget - cost) per worker.
+	wait := ahead/q.workers + cost - q.admission.Budget
+	if len(q.jobs) == cap(q.jobs) {
+		return q.reject(metrics.ReasonFull, ErrFull, max(wait, nextFree))
+	}
+	if wait > 0 {
+		return q.reject(metrics.ReasonBudget, ErrBudget, wait)
+	}
+	j.enqueued = now
+	q.queued += cost
 	// Count before the send, so a worker never reports a job processed
-	// before it is counted accepted; undo when the queue is full.
+	// before it is counted accepted.
 	q.accepted.Add(1)
 	q.metrics.QueueDepth.Inc()
-	select {
-	case q.jobs <- j:
-		q.metrics.JobsAccepted.Inc() // a Prometheus counter cannot go down, so only once taken
-		return nil
-	default:
-		q.accepted.Add(-1)
-		q.metrics.QueueDepth.Dec()
-		q.metrics.JobsRejected.WithLabelValues(metrics.ReasonFull).Inc()
-		return ErrFull
+	q.jobs <- j // never blocks: only Enqueue sends, under mu, and the channel has room
+	q.metrics.JobsAccepted.Inc()
+	q.metrics.Backlog.Set(((ahead + cost) / q.workers).Seconds())
+	return nil
+}
+
+func (q *Queue) reject(reason string, err error, retryAfter time.Duration) error {
+	q.metrics.JobsRejected.WithLabelValues(reason).Inc()
+	return &RejectedError{Reason: err, RetryAfter: retryAfter}
+}
+
+// backlogLocked returns the work accepted and not yet done at now (queued
+// jobs' costs plus what is left of the running ones) and how long until the
+// first running job is due to end. q.mu must be held.
+func (q *Queue) backlogLocked(now time.Time) (work, nextFree time.Duration) {
+	work = q.queued
+	for i, until := range q.busyUntil {
+		left := until.Sub(now)
+		if until.IsZero() || left <= 0 {
+			left = 0
+		}
+		work += left
+		if i == 0 || left < nextFree {
+			nextFree = left
+		}
 	}
+	return work, nextFree
+}
+
+// Backlog returns how long the workers need to finish every accepted job
+// (the work accepted and not yet done, divided among the workers): at most
+// the admission budget.
+func (q *Queue) Backlog() time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	work, _ := q.backlogLocked(time.Now())
+	return work / q.workers
+}
+
+// begin moves j's cost from the queue to worker i; end frees worker i.
+func (q *Queue) begin(i int, j Job) {
+	now := time.Now()
+	cost := j.Work + q.admission.PerJob
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.queued -= cost
+	q.busyUntil[i] = now.Add(cost)
+	work, _ := q.backlogLocked(now)
+	q.metrics.Backlog.Set((work / q.workers).Seconds())
+}
+
+func (q *Queue) end(i int) {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.busyUntil[i] = time.Time{}
+	work, _ := q.backlogLocked(now)
+	q.metrics.Backlog.Set((work / q.workers).Seconds())
 }
 
 // Close stops the queue taking jobs; queued jobs are still processed. It is
@@ -150,10 +240,13 @@ func (q *Queue) Stats() Stats {
 	}
 }
 
-func (q *Queue) worker() {
+func (q *Queue) worker(i int) {
 	for j := range q.jobs {
 		q.metrics.QueueDepth.Dec()
-		if err := q.process(j); err != nil {
+		q.begin(i, j)
+		err := q.process(j)
+		q.end(i)
+		if err != nil {
 			q.dropped.Add(1)
 			q.metrics.JobsDropped.Inc()
 			q.logger.Warn("job dropped", "job_id", j.ID, "reason", err.Error(),

@@ -87,12 +87,22 @@ type fixture struct {
 	metrics *metrics.Metrics
 }
 
-// newQueue starts a queue whose workers are stopped when the test ends.
+// unlimited is an admission budget no test job reaches, not even forever ones.
+var unlimited = queue.Admission{Budget: 1000 * forever}
+
+// newQueue starts a queue whose workers are stopped when the test ends; its
+// admission lets every job in.
 func newQueue(t *testing.T, capacity, workers int) fixture {
+	t.Helper()
+	return newAdmittingQueue(t, capacity, workers, unlimited)
+}
+
+// newAdmittingQueue is newQueue with the admission rule adm.
+func newAdmittingQueue(t *testing.T, capacity, workers int, adm queue.Admission) fixture {
 	t.Helper()
 	logs := &logBuffer{}
 	m := metrics.New(prometheus.NewRegistry())
-	q := queue.New(capacity, workers, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), m)
+	q := queue.New(capacity, workers, adm, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), m)
 	t.Cleanup(func() { q.Abort() }) // a no-op after Drain; stops the workers when a test fails early
 	return fixture{q: q, logs: logs, metrics: m}
 }
@@ -366,10 +376,11 @@ func TestAbortDropsEverything(t *testing.T) {
 	}
 }
 
-// BenchmarkEnqueue measures a job's way through the queue: Enqueue, a worker
-// taking it and processing zero work, and the accounting and log on the way.
+// BenchmarkEnqueue measures a job's way through the queue: Enqueue with its
+// admission decision, a worker taking it and processing zero work, and the
+// accounting and log on the way.
 func BenchmarkEnqueue(b *testing.B) {
-	q := queue.New(1024, runtime.GOMAXPROCS(0), slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()))
+	q := queue.New(1024, runtime.GOMAXPROCS(0), unlimited, slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()))
 	j := queue.Job{ID: "0123456789abcdef0123456789abcdef"}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -387,7 +398,7 @@ func BenchmarkEnqueue(b *testing.B) {
 
 // BenchmarkEnqueueParallel is BenchmarkEnqueue with concurrent producers.
 func BenchmarkEnqueueParallel(b *testing.B) {
-	q := queue.New(1024, runtime.GOMAXPROCS(0), slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()))
+	q := queue.New(1024, runtime.GOMAXPROCS(0), unlimited, slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()))
 	j := queue.Job{ID: "0123456789abcdef0123456789abcdef"}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -402,5 +413,178 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 	b.StopTimer()
 	if s.Processed != s.Accepted || s.Dropped != 0 {
 		b.Fatalf("Drain() = %+v; want every job processed", s)
+	}
+}
+
+// BenchmarkEnqueueRefused measures the admission refusing a job over the
+// budget: what each excess POST /jobs costs the queue under overload.
+func BenchmarkEnqueueRefused(b *testing.B) {
+	q := queue.New(1024, runtime.GOMAXPROCS(0), queue.Admission{Budget: 0, PerJob: time.Millisecond},
+		slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()))
+	j := queue.Job{ID: "0123456789abcdef0123456789abcdef"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := q.Enqueue(j); !errors.Is(err, queue.ErrBudget) {
+			b.Fatalf("Enqueue = %v; want ErrBudget", err)
+		}
+	}
+	b.StopTimer()
+	if s := q.Drain(context.Background()); s.Accepted != 0 {
+		b.Fatalf("Drain() = %+v; want nothing accepted", s)
+	}
+}
+
+// retryAfter returns the RetryAfter of a refusal, failing the test when err is
+// not one.
+func retryAfter(t *testing.T, err error) time.Duration {
+	t.Helper()
+	rejected, ok := errors.AsType[*queue.RejectedError](err)
+	if !ok {
+		t.Fatalf("Enqueue = %v; want a *queue.RejectedError", err)
+	}
+	return rejected.RetryAfter
+}
+
+// TestAdmission: a job is taken only if it can finish within the budget,
+// counting the work ahead of it spread over the workers plus its own
+// indivisible work; a refusal says when the job would fit. The jobs are long
+// so that the time the test itself takes (well under the 500 ms tolerance)
+// cannot move a decision: every case is at least 500 ms from its boundary.
+func TestAdmission(t *testing.T) {
+	const s = time.Second
+	type step struct {
+		work time.Duration
+		want error         // nil, or the refusal
+		wait time.Duration // the refusal's RetryAfter, ±500 ms
+	}
+	tests := []struct {
+		name    string
+		workers int
+		adm     queue.Admission
+		steps   []step
+	}{
+		{"one worker: the sum of the work", 1, queue.Admission{Budget: 10 * s}, []step{
+			{4 * s, nil, 0}, {4 * s, nil, 0},
+			{4 * s, queue.ErrBudget, 2 * s}, // 8 s ahead + 4 s = 12 s: fits in 2 s
+			{s, nil, 0},                     // 8 + 1 = 9 s
+			{1500 * time.Millisecond, queue.ErrBudget, 500 * time.Millisecond},
+		}},
+		{"two workers share the work ahead", 2, queue.Admission{Budget: 10 * s}, []step{
+			{6 * s, nil, 0}, {6 * s, nil, 0}, // both run at once: done in 6 s
+			{8 * s, queue.ErrBudget, 4 * s},                  // starts in 12/2 = 6 s, ends at 14 s: indivisible
+			{3 * s, nil, 0},                                  // 12/2 + 3 = 9 s
+			{3 * s, queue.ErrBudget, 500 * time.Millisecond}, // 15/2 + 3 = 10.5 s
+		}},
+		{"a job longer than the budget never fits", 4, queue.Admission{Budget: 10 * s}, []step{
+			{11 * s, queue.ErrBudget, s},
+			{10 * s, nil, 0},
+		}},
+		{"the per-job allowance counts", 1, queue.Admission{Budget: 10 * s, PerJob: s}, []step{
+			{4 * s, nil, 0}, // costs 5 s
+			{4 * s, nil, 0}, // 5 + 5 = 10 s
+			{0, queue.ErrBudget, s},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newAdmittingQueue(t, 100, tt.workers, tt.adm)
+			accepted := 0
+			for i, st := range tt.steps {
+				err := f.q.Enqueue(queue.Job{ID: fmt.Sprintf("job-%d", i), Work: st.work})
+				if st.want == nil {
+					if err != nil {
+						t.Fatalf("step %d: Enqueue(work %s) = %v; want nil", i, st.work, err)
+					}
+					accepted++
+					continue
+				}
+				if !errors.Is(err, st.want) {
+					t.Fatalf("step %d: Enqueue(work %s) = %v; want %v", i, st.work, err, st.want)
+				}
+				if got := retryAfter(t, err); got < st.wait-500*time.Millisecond || got > st.wait+500*time.Millisecond {
+					t.Errorf("step %d: Enqueue(work %s) RetryAfter = %s; want %s ± 500ms", i, st.work, got, st.wait)
+				}
+			}
+			if got := f.q.Stats().Accepted; got != int64(accepted) {
+				t.Errorf("Stats().Accepted = %d; want %d", got, accepted)
+			}
+			if got := testutil.ToFloat64(f.metrics.JobsRejected.WithLabelValues(metrics.ReasonBudget)); got != float64(len(tt.steps)-accepted) {
+				t.Errorf("lameduck_jobs_rejected_total{reason=%q} = %v; want %d", metrics.ReasonBudget, got, len(tt.steps)-accepted)
+			}
+		})
+	}
+}
+
+// TestAdmissionIsExactUnderConcurrency: producers racing for the last of the
+// budget never overcommit it. One worker, a 10 s budget and 1 s jobs: exactly
+// 10 are taken, whatever the interleaving (the test takes far less than the
+// 1 s that would let an 11th in).
+func TestAdmissionIsExactUnderConcurrency(t *testing.T) {
+	f := newAdmittingQueue(t, 1000, 1, queue.Admission{Budget: 10 * time.Second})
+	var ok atomic.Int64
+	var producers sync.WaitGroup
+	for p := range 8 {
+		producers.Go(func() {
+			for i := range 20 {
+				err := f.q.Enqueue(queue.Job{ID: fmt.Sprintf("p%d-%d", p, i), Work: time.Second})
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case !errors.Is(err, queue.ErrBudget):
+					t.Errorf("Enqueue = %v; want nil or ErrBudget", err)
+				}
+			}
+		})
+	}
+	producers.Wait()
+	if got := ok.Load(); got != 10 {
+		t.Errorf("%d jobs of 1s accepted by one worker with a 10s budget; want exactly 10", got)
+	}
+	if got := f.q.Stats().Accepted; got != ok.Load() {
+		t.Errorf("Stats().Accepted = %d; want %d", got, ok.Load())
+	}
+}
+
+// TestBacklog: the backlog is the accepted work not yet done per worker, in
+// the queue's account and in lameduck_jobs_backlog_seconds, and it empties as
+// the workers finish.
+func TestBacklog(t *testing.T) {
+	f := newAdmittingQueue(t, 100, 2, queue.Admission{Budget: time.Minute, PerJob: 10 * time.Millisecond})
+	for i := range 4 {
+		enqueue(t, f.q, fmt.Sprintf("job-%d", i), 4990*time.Millisecond) // costs 5 s
+	}
+	// 20 s of work over 2 workers; the running jobs have begun to shrink it.
+	if got := f.q.Backlog(); got > 10*time.Second || got < 9*time.Second {
+		t.Errorf("Backlog() = %s; want 10s, less the little the workers have done", got)
+	}
+	if got := testutil.ToFloat64(f.metrics.Backlog); got > 10 || got < 9 {
+		t.Errorf("lameduck_jobs_backlog_seconds = %v; want 10, less the little the workers have done", got)
+	}
+	f.q.Abort()
+
+	g := newAdmittingQueue(t, 100, 2, queue.Admission{Budget: time.Minute})
+	for i := range 20 {
+		enqueue(t, g.q, fmt.Sprintf("short-%d", i), time.Millisecond)
+	}
+	waitFor(t, "every job processed", func() bool { return g.q.Stats().Processed == 20 })
+	waitFor(t, "an empty backlog", func() bool {
+		return g.q.Backlog() == 0 && testutil.ToFloat64(g.metrics.Backlog) == 0
+	})
+}
+
+// TestFullRetryAfter: a full queue's refusal says when it expects to take the
+// job: no sooner than a worker frees a slot.
+func TestFullRetryAfter(t *testing.T) {
+	f := newAdmittingQueue(t, 1, 1, queue.Admission{Budget: time.Minute})
+	enqueue(t, f.q, "running", 3*time.Second)
+	// Begun: the job's time left, not its whole cost, is in the backlog.
+	waitFor(t, "the worker to begin the first job", func() bool { return f.q.Backlog() < 3*time.Second })
+	enqueue(t, f.q, "queued", 0)
+	err := f.q.Enqueue(queue.Job{ID: "refused"})
+	if !errors.Is(err, queue.ErrFull) {
+		t.Fatalf("Enqueue on a full queue = %v; want ErrFull", err)
+	}
+	if got := retryAfter(t, err); got < 2*time.Second || got > 3*time.Second {
+		t.Errorf("RetryAfter on a full queue = %s; want about 3s, when the running job ends", got)
 	}
 }

@@ -21,11 +21,17 @@ import (
 // maxKeyLen bounds Idempotency-Key headers.
 const maxKeyLen = 256
 
+// Why each cap exists, for the 400's one-line reason.
+const (
+	whyMaxDelay = "LAMEDUCK_MAX_DELAY, what a shutdown can wait for"
+	whyMaxWork  = "LAMEDUCK_MAX_WORK, what a drain can finish"
+)
+
 // handleHello answers "hello\n" after ?delay= (default def, at most max). A
 // client that goes away stops the wait.
 func handleHello(def, max time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := durationParam(r, "delay", def, max)
+		d, err := durationParam(r, "delay", def, max, whyMaxDelay)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -44,12 +50,13 @@ func handleHello(def, max time.Duration) http.Handler {
 	})
 }
 
-// handleJobs accepts a job into q and answers 202 {"id": ...}. A full queue
-// is 503 with Retry-After; a known Idempotency-Key answers its first job's id.
+// handleJobs accepts a job into q and answers 202 {"id": ...}. A job the
+// queue refuses (full, over the drain budget, closed) is 503 with a
+// Retry-After of when the queue expects to take it; a known Idempotency-Key
+// answers its first job's id.
 func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.Store) http.Handler {
-	retryAfter := strconv.Itoa(retryAfterSeconds(cfg))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		work, err := durationParam(r, "work", cfg.JobDuration, cfg.MaxDelay)
+		work, err := durationParam(r, "work", cfg.JobDuration, cfg.MaxWork, whyMaxWork)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -79,12 +86,12 @@ func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.S
 		} else {
 			id, seen, err = keys.Do(key, create)
 		}
-		switch {
-		case errors.Is(err, queue.ErrFull), errors.Is(err, queue.ErrClosed):
-			w.Header().Set("Retry-After", retryAfter)
+		if rejected, ok := errors.AsType[*queue.RejectedError](err); ok {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(rejected.RetryAfter)))
 			http.Error(w, "job not accepted: "+err.Error(), http.StatusServiceUnavailable)
 			return
-		case err != nil:
+		}
+		if err != nil {
 			logger.Error("enqueue failed", "err", err)
 			http.Error(w, "job not accepted", http.StatusInternalServerError)
 			return
@@ -101,8 +108,8 @@ func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.S
 }
 
 // durationParam parses the query parameter name as a Go duration in [0, max];
-// a missing parameter yields def.
-func durationParam(r *http.Request, name string, def, max time.Duration) (time.Duration, error) {
+// a missing parameter yields def. why names the cap in the error.
+func durationParam(r *http.Request, name string, def, max time.Duration, why string) (time.Duration, error) {
 	if r.URL.RawQuery == "" {
 		return def, nil // the common case; Query would allocate a map to say so
 	}
@@ -117,16 +124,15 @@ func durationParam(r *http.Request, name string, def, max time.Duration) (time.D
 	case d < 0:
 		return 0, fmt.Errorf("%s=%s is negative", name, s)
 	case d > max:
-		return 0, fmt.Errorf("%s=%s exceeds the maximum of %s", name, s, max)
+		return 0, fmt.Errorf("%s=%s exceeds the maximum of %s (%s)", name, s, max, why)
 	}
 	return d, nil
 }
 
-// retryAfterSeconds is how long, in whole seconds (at least 1), the workers
-// take to work through a full queue of default jobs.
-func retryAfterSeconds(cfg config.Config) int {
-	perJob := cfg.JobDuration.Seconds() / float64(cfg.Workers)
-	return max(1, int(math.Ceil(perJob*float64(cfg.QueueSize))))
+// retryAfterSeconds is d in whole seconds, rounded up, at least 1: a client
+// never retries sooner than the queue expects to have room.
+func retryAfterSeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
 }
 
 // newID returns a random 128-bit job id in hex.

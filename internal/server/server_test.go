@@ -37,12 +37,14 @@ func testConfig() config.Config {
 	return config.Config{
 		HelloDelay:         0,
 		MaxDelay:           10 * time.Second,
+		MaxWork:            10 * time.Second,
 		MaxBody:            maxBody,
 		QueueSize:          100,
 		Workers:            2,
 		JobDuration:        0,
 		IdempotencyTTL:     time.Hour,
 		IdempotencyMaxKeys: 100,
+		DrainTimeout:       time.Minute,
 	}
 }
 
@@ -98,7 +100,7 @@ func newFixture(t *testing.T, cfg config.Config) fixture {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	gate := &health.Gate{}
-	q := queue.New(cfg.QueueSize, cfg.Workers, logger, m)
+	q := queue.New(cfg.QueueSize, cfg.Workers, queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, m)
 	t.Cleanup(func() { q.Abort() })
 	return fixture{h: server.New(cfg, logger, m, gate, q), q: q, m: m, gate: gate, logs: logs, metrics: reg}
 }
@@ -177,7 +179,7 @@ func TestHello(t *testing.T) {
 		{target: "/hello?delay=50", wantCode: 400, mention: "delay"},
 		{target: "/hello?delay=-1s", wantCode: 400, mention: "negative"},
 		{target: "/hello?delay=10s1ns", wantCode: 400, mention: "maximum of 10s"},
-		{target: "/hello?delay=1h", wantCode: 400, mention: "maximum of 10s"},
+		{target: "/hello?delay=1h", wantCode: 400, mention: "maximum of 10s (LAMEDUCK_MAX_DELAY, what a shutdown can wait for)"},
 	}
 	f := newFixture(t, testConfig())
 	for _, tt := range tests {
@@ -331,7 +333,7 @@ func TestJobsBadWork(t *testing.T) {
 		{"/jobs?work=abc", `work="abc"`},
 		{"/jobs?work=5", "work"},
 		{"/jobs?work=-1ms", "negative"},
-		{"/jobs?work=11s", "maximum of 10s"},
+		{"/jobs?work=11s", "maximum of 10s (LAMEDUCK_MAX_WORK, what a drain can finish)"},
 	}
 	f := newFixture(t, testConfig())
 	for _, tt := range tests {
@@ -348,7 +350,6 @@ func TestJobsBadWork(t *testing.T) {
 func TestJobsQueueFull(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueSize, cfg.Workers = 1, 1
-	cfg.JobDuration = 2500 * time.Millisecond // Retry-After: 1 job × 2.5s / 1 worker, rounded up
 	f := newFixture(t, cfg)
 
 	jobID(t, "POST /jobs?work=10s", f.serve(http.MethodPost, "/jobs?work=10s", "")) // keeps the worker busy
@@ -360,8 +361,10 @@ func TestJobsQueueFull(t *testing.T) {
 		req := "POST /jobs (Idempotency-Key " + strconv.Quote(key) + ") on a full queue"
 		checkOneLineError(t, req, rec, http.StatusServiceUnavailable, "full")
 		ra := rec.Header().Get("Retry-After")
-		if n, err := strconv.Atoi(ra); err != nil || n != 3 {
-			t.Errorf("%s: Retry-After = %q; want the integer 3", req, ra)
+		// A slot frees when the running job ends: its 10 s of work, plus the
+		// 2 ms allowance, after it began, in whole seconds rounded up.
+		if n, err := strconv.Atoi(ra); err != nil || n < 10 || n > 11 {
+			t.Errorf("%s: Retry-After = %q; want the integer 11 (10 on a slow machine): when the running job ends", req, ra)
 		}
 	}
 	if got := f.q.Stats().Accepted; got != 2 {
@@ -372,6 +375,34 @@ func TestJobsQueueFull(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.m.Requests.WithLabelValues("503")); got != 2 {
 		t.Errorf("lameduck_http_requests_total{code=\"503\"} = %v; want 2", got)
+	}
+}
+
+// TestJobsOverBudget: a job the drain budget cannot finish is refused before
+// it is taken, 503 with a Retry-After of when it would fit, and counted.
+func TestJobsOverBudget(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers = 1
+	cfg.DrainTimeout = 6 * time.Second // a 5.7 s budget
+	f := newFixture(t, cfg)
+
+	jobID(t, "POST /jobs?work=3s", f.serve(http.MethodPost, "/jobs?work=3s", ""))
+	for _, key := range []string{"", "budget-key"} {
+		rec := f.serve(http.MethodPost, "/jobs?work=3s", "", "Idempotency-Key", key)
+		req := "POST /jobs?work=3s (Idempotency-Key " + strconv.Quote(key) + ") behind 3 s of work with a 5.7 s budget"
+		checkOneLineError(t, req, rec, http.StatusServiceUnavailable, "drain")
+		// 3 s ahead + 3 s = 6 s: it fits in 0.3 s, rounded up to whole seconds.
+		if ra := rec.Header().Get("Retry-After"); ra != "1" {
+			t.Errorf("%s: Retry-After = %q; want 1", req, ra)
+		}
+	}
+	// A shorter job still fits, and the refused key was not remembered.
+	jobID(t, "POST /jobs?work=1s", f.serve(http.MethodPost, "/jobs?work=1s", "", "Idempotency-Key", "budget-key"))
+	if got := f.q.Stats().Accepted; got != 2 {
+		t.Errorf("queue accepted %d jobs; want 2 (the 503s not enqueued)", got)
+	}
+	if got := testutil.ToFloat64(f.m.JobsRejected.WithLabelValues(metrics.ReasonBudget)); got != 2 {
+		t.Errorf("lameduck_jobs_rejected_total{reason=\"budget\"} = %v; want 2", got)
 	}
 }
 

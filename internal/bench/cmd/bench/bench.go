@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -394,14 +395,48 @@ func (b *bench) imageSize(ctx context.Context) (int64, error) {
 // jobWorkers is LAMEDUCK_WORKERS for the queue measurement (its default).
 const jobWorkers = 4
 
-// queue posts jobs at a steady rate and reads each job's enqueue→processed
-// latency from its msg="job processed" record.
+// jobLoads are the offered job rates, in multiples of the workers' capacity.
+var jobLoads = []int{1, 2, 5}
+
+// queue offers POST /jobs at 1×, 2× and 5× what the workers can process,
+// each to a fresh lameduck with the default job and drain settings, then
+// sends SIGTERM and reads the account: every 202 must be processed, none
+// dropped. Each job's enqueue→processed latency is read from its
+// msg="job processed" record.
 func (b *bench) queue(ctx context.Context) ([]row, error) {
+	capacity := float64(jobWorkers) / b.o.jobWork.Seconds() // jobs a second
+	var rows []row
+	for _, mult := range jobLoads {
+		r, err := b.jobLoad(ctx, mult, int(math.Round(capacity*float64(mult))))
+		if err != nil {
+			return nil, fmt.Errorf("jobs at %d× capacity: %w", mult, err)
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func (b *bench) jobLoad(ctx context.Context, mult, rate int) (row, error) {
 	var mu sync.Mutex
 	var latencies []time.Duration
+	var summary struct {
+		Processed int `json:"jobs_processed"`
+		Dropped   int `json:"jobs_dropped"`
+		Accepted  int `json:"jobs_accepted"`
+	}
 	var bad error
 	onLine := func(line []byte) {
-		if !bytes.Contains(line, []byte(`"msg":"job processed"`)) {
+		processed := bytes.Contains(line, []byte(`"msg":"job processed"`))
+		complete := bytes.Contains(line, []byte(`"msg":"shutdown complete"`))
+		if !processed && !complete {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if complete {
+			if err := json.Unmarshal(line, &summary); err != nil {
+				bad = fmt.Errorf("shutdown record %s: %w", line, err)
+			}
 			return
 		}
 		var rec struct {
@@ -412,8 +447,6 @@ func (b *bench) queue(ctx context.Context) ([]row, error) {
 		if err == nil {
 			d, err = time.ParseDuration(rec.Latency)
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		if err != nil {
 			bad = fmt.Errorf("job record %s: %w", line, err)
 			return
@@ -423,59 +456,53 @@ func (b *bench) queue(ctx context.Context) ([]row, error) {
 	p, err := b.startLameduck(ctx, onLine, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_JOB_DURATION="+b.o.jobWork.String(),
 		"LAMEDUCK_WORKERS="+strconv.Itoa(jobWorkers))
 	if err != nil {
-		return nil, err
+		return row{}, err
 	}
 	defer p.Stop()
 
-	tr := &http.Transport{MaxIdleConnsPerHost: vegeta.DefaultConnections}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
-	a := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}), vegeta.Timeout(5*time.Second))
+	a := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}), vegeta.Timeout(5*time.Second),
+		vegeta.Workers(8), vegeta.MaxWorkers(64)) // a bounded load
 	target := vegeta.Target{Method: http.MethodPost, URL: "http://" + p.httpAddr + "/jobs", Body: []byte(`{"task":"bench"}`)}
 	var m vegeta.Metrics
-	for r := range a.Attack(vegeta.NewStaticTargeter(target), vegeta.Rate{Freq: b.o.jobRate, Per: time.Second}, b.o.jobFor, "jobs") {
+	for r := range a.Attack(vegeta.NewStaticTargeter(target), vegeta.Rate{Freq: rate, Per: time.Second}, b.o.jobFor, "jobs") {
 		m.Add(r)
 	}
 	m.Close()
-	accepted := m.StatusCodes["202"]
+	accepted, refused := m.StatusCodes["202"], m.StatusCodes["503"]
+	others := int(m.Requests) - accepted - refused
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		n, err := len(latencies), bad
-		mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
-		if n >= accepted || time.Now().After(deadline) {
-			break
-		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
-			return nil, err
-		}
+	// SIGTERM right after the load: the drain must finish every 202.
+	if _, err := p.Terminate(); err != nil {
+		return row{}, err
+	}
+	if !p.Wait(30 * time.Second) {
+		return row{}, fmt.Errorf("lameduck did not exit within 30s of SIGTERM")
 	}
 	mu.Lock()
-	lat := sorted(latencies)
-	mu.Unlock()
-	b.logf("%d POST /jobs at %.1f/s: %d accepted, %d processed", m.Requests, m.Rate, accepted, len(lat))
-	if len(lat) == 0 {
-		return nil, fmt.Errorf("no job processed (%d accepted; status codes %v; errors %v)", accepted, m.StatusCodes, m.Errors)
+	defer mu.Unlock()
+	if bad != nil {
+		return row{}, bad
 	}
-	ok := uint64(accepted) == m.Requests && len(lat) == accepted
-	return []row{
-		{
-			fmt.Sprintf("POST /jobs at %d req/s for %s (job work %s)", b.o.jobRate, fmtDur(b.o.jobFor), b.o.jobWork),
-			"every job accepted and processed",
-			fmt.Sprintf("%d/%d accepted (%.1f req/s), %d processed; response p50 %s, p99 %s",
-				accepted, m.Requests, m.Throughput, len(lat), fmtDur(m.Latencies.P50), fmtDur(m.Latencies.P99)),
-			verdict(ok),
-		},
-		{
-			"job latency, enqueue → processed (p50 / p99)",
-			none,
-			fmt.Sprintf("%s / %s (%d jobs, %d workers; from each job's log record)",
-				fmtDur(percentile(lat, 0.50)), fmtDur(percentile(lat, 0.99)), len(lat), jobWorkers),
-			none,
-		},
+	if !p.Complete() {
+		return row{}, fmt.Errorf("lameduck exited %d without msg=\"shutdown complete\":\n%s", p.ExitCode(), p.Log())
+	}
+	lat := sorted(latencies)
+	b.logf("%d POST /jobs at %.1f/s (%d× capacity): %d accepted, %d refused, %d other; %d processed, %d dropped; exit %d",
+		m.Requests, m.Rate, mult, accepted, refused, others, len(lat), summary.Dropped, p.ExitCode())
+	ok := summary.Dropped == 0 && p.ExitCode() == 0 && others == 0 && summary.Accepted == accepted &&
+		summary.Processed == accepted && len(lat) == accepted
+	latency := "none processed"
+	if len(lat) > 0 {
+		latency = fmt.Sprintf("latency p50 %s, p99 %s, max %s", fmtDur(percentile(lat, 0.50)), fmtDur(percentile(lat, 0.99)), fmtDur(lat[len(lat)-1]))
+	}
+	return row{
+		fmt.Sprintf("POST /jobs at %d× capacity: %d req/s for %s (%d workers × %s jobs), then SIGTERM", mult, rate, fmtDur(b.o.jobFor), jobWorkers, b.o.jobWork),
+		"0 dropped, exit 0",
+		fmt.Sprintf("%d offered (%.1f req/s): %d accepted, %d processed, %d rejected (503), %d other, %d dropped, exit %d; enqueue → processed %s",
+			m.Requests, m.Rate, accepted, summary.Processed, refused, others, summary.Dropped, p.ExitCode(), latency),
+		verdict(ok),
 	}, nil
 }
 

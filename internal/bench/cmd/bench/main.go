@@ -59,7 +59,6 @@ type options struct {
 	runs    int
 	prestop time.Duration
 
-	jobRate int
 	jobFor  time.Duration
 	jobWork time.Duration
 }
@@ -81,9 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.conns, "conns", 32, "overhead: wrk keep-alive connections")
 	fs.IntVar(&o.runs, "runs", 7, "start-up and shutdown: runs of each")
 	fs.DurationVar(&o.prestop, "prestop", 300*time.Millisecond, "shutdown: LAMEDUCK_PRESTOP_DELAY")
-	fs.IntVar(&o.jobRate, "job-rate", 500, "queue: POST /jobs per second")
-	fs.DurationVar(&o.jobFor, "job-for", 5*time.Second, "queue: for this long")
-	fs.DurationVar(&o.jobWork, "job-work", 0, "queue: LAMEDUCK_JOB_DURATION")
+	fs.DurationVar(&o.jobFor, "job-for", 5*time.Second, "queue: each load (1×, 2×, 5× the workers' capacity) lasts this long")
+	fs.DurationVar(&o.jobWork, "job-work", 50*time.Millisecond, "queue: LAMEDUCK_JOB_DURATION (the capacity is 4 workers / this)")
 	only := fs.String("only", "", "comma-separated sections to run: overhead, startup, inflight, footprint, queue, micro (default all)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -92,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if fs.NArg() > 0 || o.gomaxprocs < 1 || o.rounds < 1 || o.runs < 1 || o.threads < 1 ||
-		o.conns < o.threads || o.jobRate < 1 || o.round < time.Second {
+		o.conns < o.threads || o.jobWork <= 0 || o.round < time.Second {
 		fmt.Fprintln(stderr, "bench: want no arguments, positive counts, -conns >= -threads, -round of at least 1s")
 		return exitUsage
 	}

@@ -129,9 +129,14 @@ MISS; they are reported, not failed. Numbers from a busy machine are noisy: comp
   built here and removed afterwards; its size is docker image inspect's .Size. Idle memory is VmRSS from
   /proc/PID/status of each fresh process 0.5 s after one GET /hello and one /metrics scrape; under load, VmHWM
   (peak) after the overhead rounds.
-- **Queue.** vegeta (github.com/tsenart/vegeta/v12/lib) posts POST /jobs at a constant rate; latency is the
-  "latency" of each msg="job processed" record (enqueue → processed, the observation behind
-  lameduck_job_latency_seconds, whose smallest bucket is 5 ms).
+- **Queue.** For each load, a fresh lameduck (default workers, job duration and drain timeout; preStop 0) and
+  vegeta (github.com/tsenart/vegeta/v12/lib, 8 to 64 workers) posting POST /jobs at a constant rate of 1×, 2× and
+  5× what the workers process (4 workers ÷ the job duration); SIGTERM right after the load, so the drain starts
+  with the backlog the admission let in. Accepted and rejected are the 202s and 503s vegeta saw; processed and
+  dropped come from msg="shutdown complete"; latency is the "latency" of each msg="job processed" record
+  (enqueue → processed, the observation behind lameduck_job_latency_seconds). The admission's cost on the hot
+  path is queue.BenchmarkEnqueue (a job's whole way through Enqueue, with the decision) and
+  queue.BenchmarkEnqueueRefused (a refusal) below; GET /hello does not reach the queue.
 - **Micro-benchmarks.** `+"`go test -run '^$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/`"+`,
   raw output in %s, summarised above as the median of the 5 counts. To compare a change:
   `+"`go test -run '^$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/ > new.txt`"+` then
