@@ -10,7 +10,9 @@
 // slows down, the stream sends less instead of opening more connections, and
 // the ticks it could not send are counted as skipped, not sent later in a
 // burst. A report therefore tells a harness that could not keep its rate
-// (RateError) apart from a service that failed requests (Failures).
+// (RateError) apart from a service that failed requests (Failures). A 503
+// with a Retry-After is back-pressure, counted apart: neither a success nor
+// a failure.
 package loadtest
 
 import (
@@ -143,8 +145,10 @@ type Load struct {
 	all      vegeta.Metrics
 	failures map[FailureKey]int
 	times    []FailureTime
-	accepted []string
-	samples  []string
+	// backPressure counts, by stream, the 503s with a valid Retry-After.
+	backPressure map[string]uint64
+	accepted     []string
+	samples      []string
 }
 
 // stream is one running stream: its attacker, transport, pacer and books.
@@ -169,7 +173,7 @@ func Start(m Mix) *Load {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	l := &Load{started: time.Now(), failures: map[FailureKey]int{}}
+	l := &Load{started: time.Now(), failures: map[FailureKey]int{}, backPressure: map[string]uint64{}}
 	l.phases = []phaseMark{{"before", l.started}}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	for _, spec := range m.streams(run) {
@@ -275,6 +279,10 @@ func (l *Load) record(s *stream, r *vegeta.Result) {
 	s.metrics.Add(r)
 	l.all.Add(r)
 	kind := ""
+	if backPressure(r) {
+		l.backPressure[s.spec.name]++
+		return
+	}
 	if r.Code < 200 || r.Code >= 300 || r.Error != "" {
 		kind = Classify(r.Code, r.Error)
 	} else if r.Code == http.StatusAccepted {
@@ -305,6 +313,18 @@ func (l *Load) record(s *stream, r *vegeta.Result) {
 		l.samples = append(l.samples, fmt.Sprintf("%s %s %s at %s (%s): %s: %s", s.spec.name, r.Method, r.URL,
 			r.Timestamp.Format("15:04:05.000"), phase, kind, why))
 	}
+}
+
+// backPressure reports whether r is a refusal the client is told to retry:
+// 503 with a Retry-After of a whole number of seconds, at least 1. It is
+// neither a success nor a failure: the service kept no promise it could not
+// keep, and said when to come back.
+func backPressure(r *vegeta.Result) bool {
+	if r.Code != http.StatusServiceUnavailable {
+		return false
+	}
+	secs, err := strconv.Atoi(r.Headers.Get("Retry-After"))
+	return err == nil && secs >= 1
 }
 
 // Failure kinds, as Classify names them.
@@ -360,14 +380,17 @@ type FailureTime struct {
 // Report is the outcome of a load.
 type Report struct {
 	Duration time.Duration
-	Requests uint64  // requests sent and answered (or failed)
-	Failures uint64  // requests that failed, in any way
-	Asked    int     // requests per second asked, all streams
-	Rate     float64 // requests per second achieved (sent)
-	P50, P99 time.Duration
-	Streams  []StreamReport
-	Phases   []string           // in order
-	Failed   map[FailureKey]int // every failure, by stream, kind and phase
+	Requests uint64 // requests sent and answered (or failed)
+	Failures uint64 // requests that failed, in any way
+	// BackPressure counts the 503s with a valid Retry-After: refused, told
+	// when to retry, and counted neither as success nor as failure.
+	BackPressure uint64
+	Asked        int     // requests per second asked, all streams
+	Rate         float64 // requests per second achieved (sent)
+	P50, P99     time.Duration
+	Streams      []StreamReport
+	Phases       []string           // in order
+	Failed       map[FailureKey]int // every failure, by stream, kind and phase
 	// FailureTimes holds the send time of the first 100,000 failures, for
 	// attributing them to what happened then (which pods were stopping).
 	FailureTimes []FailureTime
@@ -386,7 +409,9 @@ type StreamReport struct {
 	PeakConns int64   // most connections open at once
 	Requests  uint64
 	Failures  uint64
-	P50, P99  time.Duration
+	// BackPressure counts the stream's 503s with a valid Retry-After.
+	BackPressure uint64
+	P50, P99     time.Duration
 }
 
 func (l *Load) report(d time.Duration) Report {
@@ -410,10 +435,11 @@ func (l *Load) report(d time.Duration) Report {
 	for _, s := range l.streams {
 		s.metrics.Close()
 		rep.Asked += s.spec.rate
+		rep.BackPressure += l.backPressure[s.spec.name]
 		rep.Streams = append(rep.Streams, StreamReport{
 			Name: s.spec.name, Asked: s.spec.rate, Achieved: float64(s.metrics.Requests) / d.Seconds(),
 			Skipped: s.pacer.skipped.Load(), Limit: s.spec.limit, PeakConns: s.conns.peak.Load(),
-			Requests: s.metrics.Requests, Failures: perStream[s.spec.name],
+			Requests: s.metrics.Requests, Failures: perStream[s.spec.name], BackPressure: l.backPressure[s.spec.name],
 			P50: s.metrics.Latencies.P50, P99: s.metrics.Latencies.P99,
 		})
 	}
@@ -460,14 +486,14 @@ func (r Report) ByKind() map[string]int {
 // and achieved rates, then every failure by phase, stream and kind.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "load: %d requests in %s, %.0f of %d req/s asked, %d failed, p50 %s, p99 %s\n",
-		r.Requests, r.Duration.Round(time.Millisecond), r.Rate, r.Asked, r.Failures,
+	fmt.Fprintf(&b, "load: %d requests in %s, %.0f of %d req/s asked, %d failed, %d back-pressure (503 with Retry-After), p50 %s, p99 %s\n",
+		r.Requests, r.Duration.Round(time.Millisecond), r.Rate, r.Asked, r.Failures, r.BackPressure,
 		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
-	fmt.Fprintf(&b, "  %-11s %6s %8s %8s %6s %6s %9s %7s %10s %10s\n",
-		"stream", "asked", "achieved", "skipped", "limit", "conns", "requests", "failed", "p50", "p99")
+	fmt.Fprintf(&b, "  %-11s %6s %8s %8s %6s %6s %9s %7s %7s %10s %10s\n",
+		"stream", "asked", "achieved", "skipped", "limit", "conns", "requests", "failed", "503+RA", "p50", "p99")
 	for _, s := range r.Streams {
-		fmt.Fprintf(&b, "  %-11s %6d %8.0f %8d %6d %6d %9d %7d %10s %10s\n", s.Name, s.Asked, s.Achieved, s.Skipped,
-			s.Limit, s.PeakConns, s.Requests, s.Failures, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond))
+		fmt.Fprintf(&b, "  %-11s %6d %8.0f %8d %6d %6d %9d %7d %7d %10s %10s\n", s.Name, s.Asked, s.Achieved, s.Skipped,
+			s.Limit, s.PeakConns, s.Requests, s.Failures, s.BackPressure, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond))
 	}
 	if len(r.Failed) > 0 {
 		keys := make([]FailureKey, 0, len(r.Failed))

@@ -157,3 +157,43 @@ func TestLoadPhases(t *testing.T) {
 		t.Errorf("FailureTimes holds %d; want one per failure, %d", len(bad.FailureTimes), bad.Failures)
 	}
 }
+
+// TestLoadBackPressure checks that a 503 with a Retry-After is counted as
+// back-pressure, and any other 503 as a failure.
+func TestLoadBackPressure(t *testing.T) {
+	tests := []struct {
+		name       string
+		retryAfter string
+		wantBack   bool
+	}{
+		{"503 with Retry-After", "1", true},
+		{"503 without Retry-After", "", false},
+		{"503 with Retry-After 0", "0", false},
+		{"503 with a date for Retry-After", "Wed, 21 Oct 2026 07:28:00 GMT", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.retryAfter != "" {
+					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				http.Error(w, "queue full", http.StatusServiceUnavailable)
+			}))
+			defer srv.Close()
+			l := loadtest.Start(loadtest.Mix{Target: srv.URL, Jobs: 50})
+			wait(200 * time.Millisecond)
+			rep := l.Stop()
+			if rep.Requests == 0 {
+				t.Fatal("no request was sent")
+			}
+			back, failed := rep.BackPressure, rep.Failures
+			if tt.wantBack && (back != rep.Requests || failed != 0) {
+				t.Errorf("%d requests: %d back-pressure, %d failed; want all back-pressure", rep.Requests, back, failed)
+			}
+			if !tt.wantBack && (failed != rep.Requests || back != 0 || rep.ByKind()["http 503"] != int(failed)) {
+				t.Errorf("%d requests: %d back-pressure, %d failed (%v); want all failed as http 503",
+					rep.Requests, back, failed, rep.ByKind())
+			}
+		})
+	}
+}

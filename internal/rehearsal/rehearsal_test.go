@@ -107,7 +107,41 @@ func TestRollingUpdateLosesNothing(t *testing.T) {
 	cfg := quick(t, 1500*time.Millisecond)
 
 	res := rehearse(t, cfg)
+	checkLostNothing(t, res)
+	if res.Report.BackPressure > 0 {
+		t.Errorf("%d jobs refused with 503 at a rate within capacity; want none", res.Report.BackPressure)
+	}
+}
 
+// TestOverloadLosesNothing rolls lameduck out under a job load above what
+// the replicas can process: default 50ms jobs, one worker each (20 jobs a
+// second) and a 2s drain timeout, so that the backlog reaches the budget
+// within a second. The service refuses what its drain budget cannot finish
+// with 503 and Retry-After (back-pressure, counted apart), and loses nothing
+// it accepted.
+func TestOverloadLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real replicas under load for ~15s")
+	}
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	cfg := quick(t, 1500*time.Millisecond)
+	cfg.Rollouts = 2
+	cfg.DrainTimeout = 2 * time.Second
+	cfg.Env = []string{"LAMEDUCK_WORKERS=1"}
+	// 150 jobs a second, 2.5× what 3 replicas process.
+	cfg.Mix = loadtest.Mix{KeepAlive: 40, Fresh: 20, Jobs: 120, FreshJobs: 30, Timeout: 10 * time.Second}
+
+	res := rehearse(t, cfg)
+	checkLostNothing(t, res)
+	if res.Report.BackPressure == 0 {
+		t.Errorf("no job was refused with 503 and Retry-After at 2.5× capacity: the load did not overload")
+	}
+}
+
+// checkLostNothing asserts what every positive rehearsal must show: no
+// failed request, every accepted job processed, every replica's clean exit.
+func checkLostNothing(t *testing.T, res *rehearsal.Result) {
+	t.Helper()
 	if res.Report.Failures > 0 {
 		t.Errorf("%d of %d requests failed; want none. First failures:\n  %s",
 			res.Report.Failures, res.Report.Requests, strings.Join(res.Report.Samples, "\n  "))
