@@ -32,6 +32,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	o := runUnderLoad(t, m, ds)
 	o.print(t, fmt.Sprintf("%d node drains under load (%d req/s asked)", len(ds), m.Rate()))
 	o.checkLostNothing(t, p, 1, maxUnavailable) // a drain stops at least one pod: the replicas are spread
+	o.checkNoBackPressure(t)
 }
 
 // TestDrainNegativeControl drains the workers with LAMEDUCK_PRESTOP_DELAY=0s:

@@ -20,7 +20,8 @@ import (
 // params are the knobs of a run, from the environment (make soak raises them).
 type params struct {
 	Rollouts         int // consecutive rolling restarts under load (E2E_ROLLOUTS)
-	NegativeRollouts int // rollouts of the negative control (E2E_NEGATIVE_ROLLOUTS)
+	NegativeRollouts int // rollouts of the negative control (E2E_NEGATIVE_ROLLOUTS); 0 skips it
+	OverloadRollouts int // rollouts of the overload test (E2E_OVERLOAD_ROLLOUTS); 0 skips it
 	// Rate is the total requests per second asked (E2E_RATE). The default
 	// leaves this 2-core machine headroom to keep it with one core busy
 	// elsewhere; make soak asks for 2000.
@@ -49,11 +50,12 @@ func (p params) skipUnless(t *testing.T, scenario string) {
 
 func readParams(t *testing.T) params {
 	t.Helper()
-	p := params{Rollouts: 3, NegativeRollouts: 2, Rate: defaultRate, Floor: 80, Prestop: 5 * time.Second}
+	p := params{Rollouts: 3, NegativeRollouts: 2, OverloadRollouts: 1, Rate: defaultRate, Floor: 80, Prestop: 5 * time.Second}
 	for _, v := range []struct {
 		key string
 		dst *int
-	}{{"E2E_ROLLOUTS", &p.Rollouts}, {"E2E_NEGATIVE_ROLLOUTS", &p.NegativeRollouts}, {"E2E_RATE", &p.Rate},
+	}{{"E2E_ROLLOUTS", &p.Rollouts}, {"E2E_NEGATIVE_ROLLOUTS", &p.NegativeRollouts},
+		{"E2E_OVERLOAD_ROLLOUTS", &p.OverloadRollouts}, {"E2E_RATE", &p.Rate},
 		{"E2E_RATE_FLOOR", &p.Floor}} {
 		if s := os.Getenv(v.key); s != "" {
 			n, err := strconv.Atoi(s)
@@ -322,6 +324,39 @@ func TestRolloutUnderLoad(t *testing.T) {
 	// maxUnavailable 0: a rollout never takes a replica out before its
 	// replacement is available.
 	o.checkLostNothing(t, p, 3, 0) // a rollout replaces all 3 replicas
+	o.checkNoBackPressure(t)
+}
+
+// checkNoBackPressure fails t when a job was refused: the mix's jobs are
+// well within the workers' capacity, so a 503 would be the disruption's.
+func (o outcome) checkNoBackPressure(t *testing.T) {
+	t.Helper()
+	if o.report.BackPressure != 0 {
+		t.Errorf("SERVICE: %d jobs refused with 503 and Retry-After at a rate within capacity; want 0", o.report.BackPressure)
+	}
+}
+
+// TestRolloutOverload rolls the Deployment while jobs of the default
+// duration (50ms) are offered at twice what the replicas process (3 pods × 4
+// workers = 240 a second): each pod admits only the work its drain budget can
+// finish and refuses the rest with 503 and Retry-After, counted as
+// back-pressure (not as success), and nothing it accepted may be lost.
+func TestRolloutOverload(t *testing.T) {
+	p := readParams(t)
+	p.skipUnless(t, scenarioRollout)
+	if p.OverloadRollouts == 0 {
+		t.Skip("E2E_OVERLOAD_ROLLOUTS=0")
+	}
+	m := mix(p.Rate)
+	m.JobWork = 0 // the server's LAMEDUCK_JOB_DURATION
+	m.Jobs, m.FreshJobs = 400, 80
+	o := runUnderLoad(t, m, rollouts(p.OverloadRollouts))
+	o.print(t, fmt.Sprintf("overload: %d rollouts, %d jobs/s of 50ms offered to 240/s of workers (%d req/s asked)",
+		p.OverloadRollouts, m.Jobs+m.FreshJobs, m.Rate()))
+	o.checkLostNothing(t, p, 3, 0)
+	if o.report.BackPressure == 0 {
+		t.Errorf("no job was refused with 503 and Retry-After at twice the workers' capacity: the load did not overload")
+	}
 }
 
 // TestNegativeControl runs the same harness with LAMEDUCK_PRESTOP_DELAY=0s,
