@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,8 +52,9 @@ func checkDataPath(ctx context.Context, k *kube, base string) error {
 			continue
 		}
 		ready++
+		port := appPort(p)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		body, err := k.cs.CoreV1().Pods(k.ns).ProxyGet("http", p.Name, "http", "/hello", nil).DoRaw(pctx)
+		body, err := k.cs.CoreV1().Pods(k.ns).ProxyGet("http", p.Name, port, "/hello", nil).DoRaw(pctx)
 		cancel()
 		if err != nil || !strings.HasPrefix(string(body), "hello") {
 			broken = append(broken, fmt.Sprintf("%s: %v %q", p.Name, err, body))
@@ -83,4 +85,17 @@ func podReady(conds []corev1.PodCondition) bool {
 		}
 	}
 	return false
+}
+
+// appPort returns the number of the pod's container port named "http"; the
+// API server's pod proxy takes numbers only.
+func appPort(p corev1.Pod) string {
+	for _, c := range p.Spec.Containers {
+		for _, port := range c.Ports {
+			if port.Name == "http" {
+				return strconv.Itoa(int(port.ContainerPort))
+			}
+		}
+	}
+	return "8080"
 }
