@@ -125,7 +125,7 @@ type disrupted struct {
 	Name         string
 	Duration     time.Duration // from the start until do returned
 	Stopped      int
-	MinAvailable int32 // fewest available replicas seen from the start until its pods were gone
+	MinAvailable int32 // fewest available replicas seen while it ran (until do returned)
 	Desired      int32
 }
 
@@ -198,6 +198,9 @@ func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
 			t.Fatalf("%s: %v", d.name, err)
 		}
 		took := time.Since(start)
+		// While the rollout or drain ran: afterwards a probe that times out
+		// on a starved machine is not the disruption's doing.
+		minAvail, desired := avail.min()
 		out.removed = append(out.removed, stopped...)
 		grace, cancelGrace := context.WithTimeout(ctx, 2*time.Minute)
 		if err := w.waitLogsEnded(grace, stopped); err != nil {
@@ -209,7 +212,6 @@ func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
 		cancelGrace()
 		pause(ctx, time.Second) // kube-proxy follows the endpoints a moment later
 		load.Mark("after " + d.name)
-		minAvail, desired := avail.min()
 		out.disruptions = append(out.disruptions, disrupted{Name: d.name, Duration: took, Stopped: len(stopped),
 			MinAvailable: minAvail, Desired: desired})
 		req, fail := load.Counts()
