@@ -285,3 +285,22 @@ func getHello(ctx context.Context, client *http.Client, base string) error {
 	}
 	return nil
 }
+
+// probeFailures lists the lameduck pods' recent probe failures (events of
+// reason Unhealthy), to say why a pod was unavailable.
+func (k *kube) probeFailures() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	events, err := k.cs.CoreV1().Events(k.ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=Unhealthy"})
+	if err != nil {
+		return []string{fmt.Sprintf("list events: %v", err)}
+	}
+	var out []string
+	for _, e := range events.Items {
+		out = append(out, fmt.Sprintf("%s %s ×%d: %s", e.LastTimestamp.Format("15:04:05"), e.InvolvedObject.Name, e.Count, e.Message))
+	}
+	if len(out) == 0 {
+		return []string{"none recorded"}
+	}
+	return out
+}

@@ -419,8 +419,8 @@ func (o outcome) checkLostNothing(t *testing.T, p params, wantStopped int, maxUn
 			t.Errorf("%s stopped %d lameduck pods; want at least %d", d.Name, d.Stopped, wantStopped)
 		}
 		if d.MinAvailable < d.Desired-maxUnavailable {
-			t.Errorf("%s: available replicas fell to %d of %d; want never below %d", d.Name, d.MinAvailable, d.Desired,
-				d.Desired-maxUnavailable)
+			t.Errorf("%s: available replicas fell to %d of %d; want never below %d. The pods' probe failures: %s",
+				d.Name, d.MinAvailable, d.Desired, d.Desired-maxUnavailable, strings.Join(env.kube.probeFailures(), "; "))
 		}
 	}
 }
