@@ -53,7 +53,7 @@ func TestDrainNegativeControl(t *testing.T) {
 
 // drains returns a drain of each node that runs lameduck pods, in name
 // order, and the PodDisruptionBudget's maxUnavailable.
-func drains(t *testing.T) ([]disruption, int32) {
+func drains(t *testing.T) ([]disruption, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -87,7 +87,7 @@ func drains(t *testing.T) ([]disruption, int32) {
 			return evicted, err
 		}}
 	}
-	return ds, int32(pdb.Spec.MaxUnavailable.IntValue())
+	return ds, pdb.Spec.MaxUnavailable.IntValue()
 }
 
 // workers lists the nodes pods can be scheduled on, by name.
@@ -199,62 +199,4 @@ func (k *kube) waitGone(ctx context.Context, p corev1.Pod, tick *time.Ticker) er
 		case <-tick.C:
 		}
 	}
-}
-
-// availability samples the Deployment's available replicas every 100ms and
-// keeps the fewest seen since the last reset.
-type availability struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu      sync.Mutex
-	least   int32 // fewest since the last reset; -1 before the first sample
-	last    int32
-	desired int32
-}
-
-func startAvailability(ctx context.Context, k *kube) *availability {
-	ctx, cancel := context.WithCancel(ctx)
-	a := &availability{cancel: cancel, least: -1, last: -1}
-	a.wg.Go(func() {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			d, err := k.cs.AppsV1().Deployments(k.ns).Get(ctx, deployment, metav1.GetOptions{})
-			if err == nil {
-				a.mu.Lock()
-				a.desired, a.last = *d.Spec.Replicas, d.Status.AvailableReplicas
-				if a.least < 0 || d.Status.AvailableReplicas < a.least {
-					a.least = d.Status.AvailableReplicas
-				}
-				a.mu.Unlock()
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	return a
-}
-
-// reset starts a new minimum from the last sample.
-func (a *availability) reset() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.least = a.last
-}
-
-// min returns the fewest available replicas since the last reset, and the
-// desired count.
-func (a *availability) min() (least, desired int32) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.least, a.desired
-}
-
-func (a *availability) stop() {
-	a.cancel()
-	a.wg.Wait()
 }

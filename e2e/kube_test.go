@@ -304,3 +304,12 @@ func (k *kube) probeFailures() []string {
 	}
 	return out
 }
+
+// replicas returns the Deployment's desired replicas.
+func (k *kube) replicas(ctx context.Context) (int, error) {
+	d, err := k.cs.AppsV1().Deployments(k.ns).Get(ctx, deployment, metav1.GetOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("get deployment: %w", err)
+	}
+	return int(*d.Spec.Replicas), nil
+}

@@ -125,8 +125,11 @@ type disrupted struct {
 	Name         string
 	Duration     time.Duration // from the start until do returned
 	Stopped      int
-	MinAvailable int32 // fewest available replicas seen while it ran (until do returned)
-	Desired      int32
+	// MinAvailable is the fewest pods that were ready and not terminating at
+	// once while it ran (until do returned), from the pods' own status.
+	MinAvailable int
+	Desired      int
+	Unready      []string // every loss of readiness by a pod not terminating, so far in the run
 }
 
 // rollouts returns n rolling restarts.
@@ -179,8 +182,10 @@ func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
 	if err := checkDataPath(ctx, env.kube, env.nodePort); err != nil {
 		t.Fatalf("HARNESS: before the load: %v", err)
 	}
-	avail := startAvailability(ctx, env.kube)
-	defer avail.stop()
+	desired, err := env.kube.replicas(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	load := loadtest.Start(m)
 	defer load.Stop() // on a failure below; the normal path stops it first
@@ -191,16 +196,15 @@ func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
 	for i, d := range ds {
 		t.Logf("%s (%d/%d) starts at %s", d.name, i+1, len(ds), time.Now().Format("15:04:05.000"))
 		load.Mark(d.name)
-		avail.reset()
+		w.resetServing()
 		start := time.Now()
 		stopped, err := d.do(ctx)
 		if err != nil {
 			t.Fatalf("%s: %v", d.name, err)
 		}
 		took := time.Since(start)
-		// While the rollout or drain ran: afterwards a probe that times out
-		// on a starved machine is not the disruption's doing.
-		minAvail, desired := avail.min()
+		// While the rollout or drain ran.
+		minAvail, unready := w.fewestServing()
 		out.removed = append(out.removed, stopped...)
 		grace, cancelGrace := context.WithTimeout(ctx, 2*time.Minute)
 		if err := w.waitLogsEnded(grace, stopped); err != nil {
@@ -213,7 +217,7 @@ func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
 		pause(ctx, time.Second) // kube-proxy follows the endpoints a moment later
 		load.Mark("after " + d.name)
 		out.disruptions = append(out.disruptions, disrupted{Name: d.name, Duration: took, Stopped: len(stopped),
-			MinAvailable: minAvail, Desired: desired})
+			MinAvailable: minAvail, Desired: desired, Unready: unready})
 		req, fail := load.Counts()
 		t.Logf("%s done in %s (fewest available %d of %d), its %d pods gone after %s; %d requests so far, %d failed",
 			d.name, took.Round(time.Millisecond), minAvail, desired, len(stopped),
@@ -383,7 +387,7 @@ func TestNegativeControl(t *testing.T) {
 // each disruption, each pod with a clean shutdown summary and out of the
 // ready endpoints within its preStop delay, and never more than
 // maxUnavailable replicas unavailable.
-func (o outcome) checkLostNothing(t *testing.T, p params, wantStopped int, maxUnavailable int32) {
+func (o outcome) checkLostNothing(t *testing.T, p params, wantStopped, maxUnavailable int) {
 	t.Helper()
 	o.checkHarness(t, p)
 	if o.report.Failures != 0 {
@@ -419,8 +423,9 @@ func (o outcome) checkLostNothing(t *testing.T, p params, wantStopped int, maxUn
 			t.Errorf("%s stopped %d lameduck pods; want at least %d", d.Name, d.Stopped, wantStopped)
 		}
 		if d.MinAvailable < d.Desired-maxUnavailable {
-			t.Errorf("%s: available replicas fell to %d of %d; want never below %d. The pods' probe failures: %s",
-				d.Name, d.MinAvailable, d.Desired, d.Desired-maxUnavailable, strings.Join(env.kube.probeFailures(), "; "))
+			t.Errorf("%s: ready pods fell to %d of %d; want never below %d. Pods that lost readiness while not "+
+				"terminating: %v; the pods' probe failures: %s", d.Name, d.MinAvailable, d.Desired,
+				d.Desired-maxUnavailable, d.Unready, strings.Join(env.kube.probeFailures(), "; "))
 		}
 	}
 }

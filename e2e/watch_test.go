@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -34,12 +35,18 @@ type watcher struct {
 	ended       map[string]time.Time     // when the pod's log stream ended (its container exited)
 	terminating map[string]time.Time     // first seen with a deletion timestamp
 	leftReady   map[string]time.Time     // first seen out of the ready endpoints after that
+	// Serving capacity: the pods that are ready and not terminating, the
+	// fewest of them since resetServing, and every time a pod that was not
+	// terminating lost its readiness.
+	serving    map[string]bool
+	minServing int
+	unready    []string
 }
 
 func startWatcher(parent context.Context, k *kube, ledger *loadtest.Ledger) (*watcher, error) {
 	ctx, cancel := context.WithCancel(parent)
 	w := &watcher{k: k, ledger: ledger, ctx: ctx, cancel: cancel,
-		followed: map[string]chan struct{}{}, ended: map[string]time.Time{}, terminating: map[string]time.Time{}, leftReady: map[string]time.Time{}}
+		followed: map[string]chan struct{}{}, serving: map[string]bool{}, ended: map[string]time.Time{}, terminating: map[string]time.Time{}, leftReady: map[string]time.Time{}}
 
 	pods := informers.NewSharedInformerFactoryWithOptions(k.cs, 0, informers.WithNamespace(k.ns),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = podSelector }))
@@ -54,6 +61,14 @@ func startWatcher(parent context.Context, k *kube, ledger *loadtest.Ledger) (*wa
 	}
 	if _, err := pods.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: onPod, UpdateFunc: func(_, obj any) { onPod(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				w.gone(p.Name)
+			}
+		},
 	}); err != nil {
 		cancel()
 		return nil, fmt.Errorf("watch pods: %w", err)
@@ -95,6 +110,16 @@ func (w *watcher) pod(p *corev1.Pod) {
 			w.terminating[p.Name] = time.Now()
 		}
 	}
+	switch ready := podReady(p.Status.Conditions); {
+	case p.DeletionTimestamp == nil && ready:
+		w.serving[p.Name] = true
+	case w.serving[p.Name]:
+		delete(w.serving, p.Name)
+		if p.DeletionTimestamp == nil {
+			w.unready = append(w.unready, fmt.Sprintf("%s lost readiness at %s", p.Name, time.Now().Format("15:04:05.000")))
+		}
+	}
+	w.minServing = min(w.minServing, len(w.serving))
 	if _, ok := w.followed[p.Name]; ok || !started(p) {
 		return
 	}
@@ -174,6 +199,30 @@ func (w *watcher) waitLogsEnded(ctx context.Context, pods []string) error {
 		}
 	}
 	return nil
+}
+
+// gone forgets a deleted pod's serving state.
+func (w *watcher) gone(pod string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.serving, pod)
+	w.minServing = min(w.minServing, len(w.serving))
+}
+
+// resetServing starts counting the fewest serving pods from now.
+func (w *watcher) resetServing() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.minServing = len(w.serving)
+}
+
+// fewestServing returns the fewest pods that were ready and not terminating
+// at once since resetServing, and every loss of readiness by a pod that was
+// not terminating.
+func (w *watcher) fewestServing() (int, []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.minServing, slices.Clone(w.unready)
 }
 
 // waitLeftReady waits until every given pod has been seen out of the
