@@ -122,9 +122,9 @@ type disruption struct {
 
 // disrupted is what one disruption did.
 type disrupted struct {
-	Name         string
-	Duration     time.Duration // from the start until do returned
-	Stopped      int
+	Name     string
+	Duration time.Duration // from the start until do returned
+	Stopped  int
 	// MinAvailable is the fewest pods that were ready and not terminating at
 	// once while it ran (until do returned), from the pods' own status.
 	MinAvailable int
