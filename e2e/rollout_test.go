@@ -73,7 +73,7 @@ func readParams(t *testing.T) params {
 }
 
 // defaultRate is E2E_RATE's default, in requests per second.
-const defaultRate = 1000
+const defaultRate = 800
 
 // mix splits rate into the kinds of client a rollout meets.
 func mix(rate int) loadtest.Mix {
@@ -355,7 +355,9 @@ func TestRolloutOverload(t *testing.T) {
 	}
 	m := mix(p.Rate)
 	m.JobWork = 0 // the server's LAMEDUCK_JOB_DURATION
-	m.Jobs, m.FreshJobs = 400, 80
+	// The same total rate: the extra jobs replace keep-alive GETs.
+	extra := 400 + 80 - m.Jobs - m.FreshJobs
+	m.Jobs, m.FreshJobs, m.KeepAlive = 400, 80, max(0, m.KeepAlive-extra)
 	o := runUnderLoad(t, m, rollouts(p.OverloadRollouts))
 	o.print(t, fmt.Sprintf("overload: %d rollouts, %d jobs/s of 50ms offered to 240/s of workers (%d req/s asked)",
 		p.OverloadRollouts, m.Jobs+m.FreshJobs, m.Rate()))
