@@ -21,6 +21,7 @@ import (
 
 	"github.com/lameduck/lameduck/internal/config"
 	"github.com/lameduck/lameduck/internal/health"
+	"github.com/lameduck/lameduck/internal/idem"
 	"github.com/lameduck/lameduck/internal/metrics"
 	"github.com/lameduck/lameduck/internal/queue"
 	"github.com/lameduck/lameduck/internal/server"
@@ -62,12 +63,22 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	}
 	s.queue = queue.New(cfg.QueueSize, cfg.Workers, logger, s.metrics)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
+	limits := metrics.NewLimits(reg, s.metrics, keys.Len, keys.Bytes)
+	s.clients = server.NewClients(cfg.BodyTimeout, cfg.WriteTimeout)
+	base, cut := context.WithCancelCause(context.Background())
+	s.cut = cut
+	defer cut(nil)
 	s.app = &http.Server{
-		Handler:           server.New(cfg, logger, s.metrics, s.gate, s.queue),
+		Handler:           server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients),
 		ConnState:         s.conns.hook,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          errorLog,
 	}
+	s.appServed = make(chan struct{})
 	s.app.RegisterOnShutdown(func() { close(s.listenersClosed) })
 	s.admin = &http.Server{
 		Handler:           health.NewHandler(s.gate, reg, reg, info),
@@ -78,10 +89,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	var serving sync.WaitGroup
 	serveErrs := make(chan error, 2)
 	for _, p := range []struct {
-		srv *http.Server
-		ln  net.Listener
-	}{{s.app, appLn}, {s.admin, adminLn}} {
+		srv    *http.Server
+		ln     net.Listener
+		served chan struct{} // closed when Serve returns
+	}{{s.app, limitConns(appLn, cfg.MaxConns, limits), s.appServed}, {s.admin, adminLn, make(chan struct{})}} {
 		serving.Go(func() {
+			defer close(p.served)
 			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
 				serveErrs <- fmt.Errorf("serve on %s: %w", p.ln.Addr(), err)
 			}
@@ -94,10 +107,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 
 	var cause string
 	var serveErr error
-	signalled := 0 // signals received so far: the next one aborts the sequence
+	var first time.Time // when the signal that started the shutdown came
 	select {
 	case sig := <-signals:
-		cause, signalled = "signal "+sig.String(), 1
+		cause, first = "signal "+sig.String(), time.Now()
 	case <-ctx.Done():
 		cause = "context: " + context.Cause(ctx).Error()
 	case serveErr = <-serveErrs:
@@ -107,7 +120,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 
 	// A shutdown that no signal started still takes the kubelet's first
 	// SIGTERM as the ordinary one; only the second aborts.
-	abort, stopWatch := watchSecondSignal(signals, 2-signalled)
+	abort, stopWatch := watchSecondSignal(signals, first, logger)
 	defer stopWatch()
 	return errors.Join(serveErr, s.shutdown(abort, cause))
 }
@@ -123,6 +136,10 @@ type service struct {
 
 	app, admin      *http.Server
 	listenersClosed chan struct{} // closed once app.Shutdown has closed the app listener
+	appServed       chan struct{} // closed once the app's Serve has returned
+
+	clients *server.Clients         // app requests in handlers; body reads the shutdown can shorten
+	cut     context.CancelCauseFunc // cancels every app request's context with server.ErrCut
 }
 
 // shutdown runs the sequence, in order. abort ends when a second signal
@@ -184,48 +201,33 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	go func() { done <- s.app.Shutdown(ctx) }()
 	defer func() { <-done }()
 	<-s.listenersClosed // Shutdown closes the listener before anything else
+	// Serve registers (ConnState StateNew) each connection it accepts only
+	// after Accept returns: until Serve has returned, the tracker could see
+	// "quiet" while a last accepted connection is not registered yet, and
+	// Close would then drop it.
+	<-s.appServed
+	// A body still arriving must be in before the deadline: a stalled upload
+	// is timed out (408), not cut.
+	deadline, _ := ctx.Deadline()
+	s.clients.Shorten(deadline.Add(-min(config.ClientSpare, s.cfg.ShutdownTimeout/2)))
 
 	if err := s.conns.waitQuiet(ctx); err == nil {
 		cancel()      // every request has finished: stop Shutdown's polling
 		s.app.Close() // and close the idle keep-alive connections it had not reached
 		return 0
 	}
-	cut = s.conns.active()
+	// Only requests inside a handler are cut work; a connection still
+	// sending a finished response to a client that stopped reading is not.
+	cut = s.clients.Active()
 	s.logger.Warn("cutting requests still running", "requests_cut", cut, "aborted", abort.Err() != nil)
-	s.app.Close() // cancels the cut requests' contexts; give their handlers a moment to return
+	s.cut(server.ErrCut) // their contexts end with this cause: lameduck_http_requests_total{code="cut"}
+	s.app.Close()        // and their connections close; give their handlers a moment to return
 	exit, cancelExit := context.WithTimeout(abort, handlerExit)
 	defer cancelExit()
 	if err := s.conns.waitQuiet(exit); err != nil {
 		s.logger.Warn("handlers still running after their requests were cut", "err", err)
 	}
 	return cut
-}
-
-// watchSecondSignal returns a context that ends when the n-th value (n >= 1)
-// arrives on signals, and a stop function that ends the watching goroutine
-// and waits for it.
-func watchSecondSignal(signals <-chan os.Signal, n int) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 1; ; i++ {
-			select {
-			case sig := <-signals:
-				if i >= n {
-					cancel(fmt.Errorf("second signal %s", sig))
-					return
-				}
-			case <-stop:
-				return
-			}
-		}
-	})
-	return ctx, func() {
-		close(stop)
-		wg.Wait()
-		cancel(nil)
-	}
 }
 
 // sleep waits for d or until ctx ends.

@@ -43,6 +43,8 @@ func testConfig() config.Config {
 		JobDuration:        0,
 		IdempotencyTTL:     time.Hour,
 		IdempotencyMaxKeys: 100,
+
+		IdempotencyMaxBytes: 1 << 20,
 	}
 }
 
