@@ -126,6 +126,8 @@ func run(o options) error {
 		m["lameduck_idempotency_keys"], m["lameduck_idempotency_bytes"])
 	fmt.Fprintf(&b, "| connections refused over the cap | %s (lameduck_http_connections_refused_total) |\n",
 		m["lameduck_http_connections_refused_total"])
+	fmt.Fprintf(&b, "| Go heap in use + stacks, at the end | %s + %s (go_memstats_heap_inuse_bytes, _stack_inuse_bytes) |\n",
+		mibString(m["go_memstats_heap_inuse_bytes"]), mibString(m["go_memstats_stack_inuse_bytes"]))
 	fmt.Fprintf(&b, "| exit after SIGTERM | %d |\n", code)
 	fmt.Print(b.String())
 	if o.out != "" {
@@ -136,6 +138,15 @@ func run(o options) error {
 		}
 	}
 	return nil
+}
+
+// mibString prints a Prometheus sample of bytes in MiB.
+func mibString(v string) string {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f MiB", f/(1<<20))
 }
 
 func envNote(env string) string {
