@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	s := &service{
 		cfg: cfg, logger: logger,
 		metrics: metrics.New(reg), gate: &health.Gate{},
-		conns: newConnTracker(), listenersClosed: make(chan struct{}),
+		conns: newConnTracker(),
 	}
 	s.queue = queue.New(cfg.QueueSize, cfg.Workers, logger, s.metrics)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
@@ -79,7 +79,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		ErrorLog:          errorLog,
 	}
 	s.appServed = make(chan struct{})
-	s.app.RegisterOnShutdown(func() { close(s.listenersClosed) })
+	s.appLn = limitConns(appLn, cfg.MaxConns, limits)
 	s.admin = &http.Server{
 		Handler:           health.NewHandler(s.gate, reg, reg, info),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		srv    *http.Server
 		ln     net.Listener
 		served chan struct{} // closed when Serve returns
-	}{{s.app, limitConns(appLn, cfg.MaxConns, limits), s.appServed}, {s.admin, adminLn, make(chan struct{})}} {
+	}{{s.app, s.appLn, s.appServed}, {s.admin, adminLn, make(chan struct{})}} {
 		serving.Go(func() {
 			defer close(p.served)
 			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
@@ -134,9 +134,9 @@ type service struct {
 	queue   *queue.Queue
 	conns   *connTracker
 
-	app, admin      *http.Server
-	listenersClosed chan struct{} // closed once app.Shutdown has closed the app listener
-	appServed       chan struct{} // closed once the app's Serve has returned
+	app, admin *http.Server
+	appLn      net.Listener  // closed by shutdownHTTP itself, not by app.Shutdown
+	appServed  chan struct{} // closed once the app's Serve has returned
 
 	clients *server.Clients         // app requests in handlers; body reads the shutdown can shorten
 	cut     context.CancelCauseFunc // cancels every app request's context with server.ErrCut
@@ -191,16 +191,20 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 }
 
 // shutdownHTTP closes the app listener and waits, at most ShutdownTimeout,
-// for in-flight requests. It returns as soon as the last one finishes (not at
-// http.Server.Shutdown's next poll), and returns the number of requests still
-// running at the deadline, which it cuts.
+// for in-flight requests. It returns as soon as the last one finishes, and
+// returns the number of requests still in a handler at the deadline, which it
+// cuts.
+//
+// It does not call http.Server.Shutdown, whose poll is up to 500 ms late and
+// which marks the server as shutting down: net/http then closes, unanswered,
+// any request it reads afterwards, such as one on a connection accepted just
+// before the listener closed, or one a keep-alive client sent as it closed.
+// Here such requests are served (with Connection: close, as every response
+// since the signal).
 func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	ctx, cancel := context.WithTimeout(abort, s.cfg.ShutdownTimeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.app.Shutdown(ctx) }()
-	defer func() { <-done }()
-	<-s.listenersClosed // Shutdown closes the listener before anything else
+	_ = s.appLn.Close() // new connections are refused from here on
 	// Serve registers (ConnState StateNew) each connection it accepts only
 	// after Accept returns: until Serve has returned, the tracker could see
 	// "quiet" while a last accepted connection is not registered yet, and
@@ -212,8 +216,7 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	s.clients.Shorten(deadline.Add(-min(config.ClientSpare, s.cfg.ShutdownTimeout/2)))
 
 	if err := s.conns.waitQuiet(ctx); err == nil {
-		cancel()      // every request has finished: stop Shutdown's polling
-		s.app.Close() // and close the idle keep-alive connections it had not reached
+		s.app.Close() // every request has finished: close the idle keep-alive connections
 		return 0
 	}
 	// Only requests inside a handler are cut work; a connection still

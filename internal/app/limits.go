@@ -2,6 +2,7 @@ package app
 
 import (
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -18,6 +19,7 @@ type limitListener struct {
 	net.Listener
 	max     int64
 	open    atomic.Int64
+	closed  atomic.Bool
 	metrics *metrics.Limits
 }
 
@@ -25,10 +27,20 @@ func limitConns(ln net.Listener, max int, m *metrics.Limits) *limitListener {
 	return &limitListener{Listener: ln, max: int64(max), metrics: m}
 }
 
+// Close closes the listener; Accept then returns http.ErrServerClosed, so
+// that http.Server.Serve returns it, as after a Shutdown.
+func (l *limitListener) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
+}
+
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
+			if l.closed.Load() {
+				return nil, http.ErrServerClosed
+			}
 			return nil, err
 		}
 		if l.open.Add(1) > l.max {
