@@ -61,6 +61,10 @@ func closedWithin(c net.Conn, r *bufio.Reader, timeout time.Duration) bool {
 	return err != nil
 }
 
+// waitOutRepeat waits until a signal sent now is no repeat of one sent
+// before it (app.RepeatWindow): the rule is about time, so the wait is too.
+func waitOutRepeat() { time.Sleep(app.RepeatWindow + 50*time.Millisecond) }
+
 const hello = "GET /hello HTTP/1.1\r\nHost: lameduck\r\n\r\n"
 
 // TestConnectionCap: connections beyond LAMEDUCK_MAX_CONNS are closed at once
