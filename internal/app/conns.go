@@ -19,8 +19,8 @@ type connInfo struct {
 
 // connTracker follows the app server's connections through http.Server's
 // ConnState hook. It lets the shutdown return the moment the last request
-// finishes, instead of at http.Server.Shutdown's next poll (up to 500 ms
-// later). (What a deadline cuts is counted by server.Clients.)
+// finishes (http.Server.Shutdown polls, up to 500 ms late). What a deadline
+// cuts is counted by server.Clients, which sees handlers, not connections.
 type connTracker struct {
 	mu      sync.Mutex
 	busy    map[net.Conn]connInfo // connections that are new or serving a request
