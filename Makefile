@@ -22,6 +22,41 @@ lint:
 	$(GO) vet -tags e2e ./...
 	$(GO) tool staticcheck -tags e2e ./...
 
+# --- fuzzing and known vulnerabilities -----------------------------------------------
+FUZZTIME ?= 30s
+FUZZ_TARGETS := internal/config:FuzzLoad internal/idem:FuzzStore internal/server:FuzzHelloQuery \
+  internal/server:FuzzIdempotencyKey
+.PHONY: fuzz vuln vulndb
+
+## fuzz: each native fuzz test for FUZZTIME (default 30s; make test runs their seed corpora, in code and in
+##   testdata/fuzz); a failing input lands in that package's testdata/fuzz: commit it with the fix
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== $${t%%:*} $${t##*:} for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}/; \
+	done
+
+# govulncheck reads the Go vulnerability database, normally from vuln.go.dev, which our machines cannot
+# reach. The same data ships as the Go module golang.org/x/vulndb (data/osv), with the tool that builds the
+# database from it (cmd/gendb, which wants a git checkout): make vulndb builds it into $(VULNDB), offline.
+# Bump VULNDB_VERSION (a pseudo-version of golang.org/x/vulndb) for newer data.
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+VULNDB ?= bin/vulndb
+
+## vulndb: the Go vulnerability database in $(VULNDB), built from golang.org/x/vulndb@$(VULNDB_VERSION) (~4 min)
+vulndb: $(VULNDB)/index/db.json
+$(VULNDB)/index/db.json:
+	@set -e; src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cp -r "$$src" "$$tmp/vulndb"; chmod -R u+w "$$tmp/vulndb"; \
+	  cd "$$tmp/vulndb" && git init -q && git add -A && \
+	  git -c user.name=vulndb -c user.email=vulndb@localhost commit -qm "golang.org/x/vulndb@$(VULNDB_VERSION)" && \
+	  rm -rf "$(CURDIR)/$(VULNDB)" && GOFLAGS=-mod=mod $(GO) run ./cmd/gendb -repo . -out "$(CURDIR)/$(VULNDB)"
+
+## vuln: govulncheck (pinned in go.mod as a tool) on every package, against $(VULNDB); not yet part of
+##   make lint: it reports standard-library vulnerabilities fixed only in Go releases after ours (README)
+vuln: vulndb
+	$(GO) tool govulncheck -db file://$(CURDIR)/$(VULNDB) ./...
+
 ## build: a static binary in bin/lameduck
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/lameduck .
@@ -90,6 +125,9 @@ soak: image
 
 # --- benchmarks -------------------------------------------------------------------
 BENCH_FLAGS ?=
+# the hostile mix (idle connections, unfinished 1 MiB headers, 100,000 distinct keys) vs the pod's memory
+# limit, written to internal/bench/HOSTILE.md; HOSTILE_FLAGS="-idle 8000" and so on, -h lists them
+HOSTILE_FLAGS ?=
 BENCH_MICRO ?= internal/bench/micro.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: bench
@@ -103,3 +141,4 @@ bench:
 	@echo "go micro-benchmarks -> $(BENCH_MICRO)"
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/ > $(BENCH_MICRO)
 	$(GO) run ./internal/bench/cmd/bench -ldflags "$(LDFLAGS)" -micro $(BENCH_MICRO) $(BENCH_FLAGS)
+	$(GO) run ./internal/bench/cmd/hostile $(HOSTILE_FLAGS)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/lameduck/lameduck/internal/app"
@@ -35,10 +36,26 @@ const (
 	exitAborted = 130 // a second signal aborted the shutdown
 )
 
+// Signals. SIGTERM and SIGINT start the shutdown, and a second one (not a
+// repeat within app.RepeatWindow) aborts it. SIGHUP starts the shutdown too
+// (a terminal that closes must not kill the process and its queue), and never
+// aborts it. SIGQUIT writes every goroutine's stack to standard error and
+// changes nothing else: Go's default, a dump and exit 2, would lose the queue.
 func main() {
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	quit := make(chan os.Signal, 1)
+	signal.Notify(quit, syscall.SIGQUIT)
+	go dumpOnQuit(quit, os.Stderr) // ends with the process
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, signals))
+}
+
+// dumpOnQuit writes every goroutine's stack to w on each value of quit.
+func dumpOnQuit(quit <-chan os.Signal, w io.Writer) {
+	for range quit {
+		fmt.Fprintf(w, "lameduck: SIGQUIT: goroutine dump (the process keeps running; SIGTERM stops it)\n")
+		_ = pprof.Lookup("goroutine").WriteTo(w, 2)
+	}
 }
 
 // run parses arguments and configuration, runs the service, and maps the

@@ -475,6 +475,7 @@ func TestSecondSignalAborts(t *testing.T) {
 	id := postJob(t, &http.Client{Timeout: 5 * time.Second}, "http://"+p.app, "20s")
 	p.signal(syscall.SIGTERM)
 	p.waitRecord("shutdown started", 5*time.Second)
+	waitOutRepeat()
 	second := time.Now()
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(10 * time.Second); code != 130 {

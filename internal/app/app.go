@@ -21,6 +21,7 @@ import (
 
 	"github.com/lameduck/lameduck/internal/config"
 	"github.com/lameduck/lameduck/internal/health"
+	"github.com/lameduck/lameduck/internal/idem"
 	"github.com/lameduck/lameduck/internal/metrics"
 	"github.com/lameduck/lameduck/internal/queue"
 	"github.com/lameduck/lameduck/internal/server"
@@ -58,18 +59,28 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	s := &service{
 		cfg: cfg, logger: logger,
 		metrics: metrics.New(reg), gate: &health.Gate{},
-		conns: newConnTracker(), listenersClosed: make(chan struct{}),
+		conns: newConnTracker(),
 	}
 	s.queue = queue.New(cfg.QueueSize, cfg.Workers,
 		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, s.metrics)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
+	limits := metrics.NewLimits(reg, s.metrics, keys.Len, keys.Bytes)
+	s.clients = server.NewClients(cfg.BodyTimeout, cfg.WriteTimeout)
+	base, cut := context.WithCancelCause(context.Background())
+	s.cut = cut
+	defer cut(nil)
 	s.app = &http.Server{
-		Handler:           server.New(cfg, logger, s.metrics, s.gate, s.queue),
+		Handler:           server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients),
 		ConnState:         s.conns.hook,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          errorLog,
 	}
-	s.app.RegisterOnShutdown(func() { close(s.listenersClosed) })
+	s.appServed = make(chan struct{})
+	s.appLn = limitConns(appLn, cfg.MaxConns, limits)
 	s.admin = &http.Server{
 		Handler:           health.NewHandler(s.gate, reg, reg, info),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -79,10 +90,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	var serving sync.WaitGroup
 	serveErrs := make(chan error, 2)
 	for _, p := range []struct {
-		srv *http.Server
-		ln  net.Listener
-	}{{s.app, appLn}, {s.admin, adminLn}} {
+		srv    *http.Server
+		ln     net.Listener
+		served chan struct{} // closed when Serve returns
+	}{{s.app, s.appLn, s.appServed}, {s.admin, adminLn, make(chan struct{})}} {
 		serving.Go(func() {
+			defer close(p.served)
 			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
 				serveErrs <- fmt.Errorf("serve on %s: %w", p.ln.Addr(), err)
 			}
@@ -98,10 +111,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 
 	var cause string
 	var serveErr error
-	signalled := 0 // signals received so far: the next one aborts the sequence
+	var first time.Time // when the signal that started the shutdown came
 	select {
 	case sig := <-signals:
-		cause, signalled = "signal "+sig.String(), 1
+		cause, first = "signal "+sig.String(), time.Now()
 	case <-ctx.Done():
 		cause = "context: " + context.Cause(ctx).Error()
 	case serveErr = <-serveErrs:
@@ -111,7 +124,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 
 	// A shutdown that no signal started still takes the kubelet's first
 	// SIGTERM as the ordinary one; only the second aborts.
-	abort, stopWatch := watchSecondSignal(signals, 2-signalled)
+	abort, stopWatch := watchSecondSignal(signals, first, logger)
 	defer stopWatch()
 	return errors.Join(serveErr, s.shutdown(abort, cause))
 }
@@ -125,8 +138,12 @@ type service struct {
 	queue   *queue.Queue
 	conns   *connTracker
 
-	app, admin      *http.Server
-	listenersClosed chan struct{} // closed once app.Shutdown has closed the app listener
+	app, admin *http.Server
+	appLn      net.Listener  // closed by shutdownHTTP itself, not by app.Shutdown
+	appServed  chan struct{} // closed once the app's Serve has returned
+
+	clients *server.Clients         // app requests in handlers; body reads the shutdown can shorten
+	cut     context.CancelCauseFunc // cancels every app request's context with server.ErrCut
 }
 
 // shutdown runs the sequence, in order. abort ends when a second signal
@@ -182,58 +199,46 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 }
 
 // shutdownHTTP closes the app listener and waits, at most ShutdownTimeout,
-// for in-flight requests. It returns as soon as the last one finishes (not at
-// http.Server.Shutdown's next poll), and returns the number of requests still
-// running at the deadline, which it cuts.
+// for in-flight requests. It returns as soon as the last one finishes, and
+// returns the number of requests still in a handler at the deadline, which it
+// cuts.
+//
+// It does not call http.Server.Shutdown, whose poll is up to 500 ms late and
+// which marks the server as shutting down: net/http then closes, unanswered,
+// any request it reads afterwards, such as one on a connection accepted just
+// before the listener closed, or one a keep-alive client sent as it closed.
+// Here such requests are served (with Connection: close, as every response
+// since the signal).
 func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	ctx, cancel := context.WithTimeout(abort, s.cfg.ShutdownTimeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.app.Shutdown(ctx) }()
-	defer func() { <-done }()
-	<-s.listenersClosed // Shutdown closes the listener before anything else
+	_ = s.appLn.Close() // new connections are refused from here on
+	// Serve registers (ConnState StateNew) each connection it accepts only
+	// after Accept returns: until Serve has returned, the tracker could see
+	// "quiet" while a last accepted connection is not registered yet, and
+	// Close would then drop it.
+	<-s.appServed
+	// A body still arriving must be in before the deadline: a stalled upload
+	// is timed out (408), not cut.
+	deadline, _ := ctx.Deadline()
+	s.clients.Shorten(deadline.Add(-min(config.ClientSpare, s.cfg.ShutdownTimeout/2)))
 
 	if err := s.conns.waitQuiet(ctx); err == nil {
-		cancel()      // every request has finished: stop Shutdown's polling
-		s.app.Close() // and close the idle keep-alive connections it had not reached
+		s.app.Close() // every request has finished: close the idle keep-alive connections
 		return 0
 	}
-	cut = s.conns.active()
+	// Only requests inside a handler are cut work; a connection still
+	// sending a finished response to a client that stopped reading is not.
+	cut = s.clients.Active()
 	s.logger.Warn("cutting requests still running", "requests_cut", cut, "aborted", abort.Err() != nil)
-	s.app.Close() // cancels the cut requests' contexts; give their handlers a moment to return
+	s.cut(server.ErrCut) // their contexts end with this cause: lameduck_http_requests_total{code="cut"}
+	s.app.Close()        // and their connections close; give their handlers a moment to return
 	exit, cancelExit := context.WithTimeout(abort, handlerExit)
 	defer cancelExit()
 	if err := s.conns.waitQuiet(exit); err != nil {
 		s.logger.Warn("handlers still running after their requests were cut", "err", err)
 	}
 	return cut
-}
-
-// watchSecondSignal returns a context that ends when the n-th value (n >= 1)
-// arrives on signals, and a stop function that ends the watching goroutine
-// and waits for it.
-func watchSecondSignal(signals <-chan os.Signal, n int) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 1; ; i++ {
-			select {
-			case sig := <-signals:
-				if i >= n {
-					cancel(fmt.Errorf("second signal %s", sig))
-					return
-				}
-			case <-stop:
-				return
-			}
-		}
-	})
-	return ctx, func() {
-		close(stop)
-		wg.Wait()
-		cancel(nil)
-	}
 }
 
 // sleep waits for d or until ctx ends.

@@ -32,6 +32,8 @@ func testConfig() config.Config {
 		MaxDelay: time.Second, MaxWork: 500 * time.Millisecond, MaxBody: 65536,
 		QueueSize: 100, Workers: 2, JobDuration: 10 * time.Millisecond,
 		IdempotencyTTL: time.Minute, IdempotencyMaxKeys: 100,
+		IdempotencyMaxBytes: 1 << 20, MaxConns: 100, MaxHeaderBytes: 8192,
+		ReadHeaderTimeout: time.Second, BodyTimeout: time.Second, WriteTimeout: time.Second, IdleTimeout: time.Minute,
 		PrestopDelay: 100 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
 		DrainTimeout: time.Second, GracePeriod: 30 * time.Second,
 		LogFormat: "json", LogLevel: "info",
@@ -134,23 +136,29 @@ func waitAddr(t *testing.T, logs *syncBuffer) string {
 
 // TestSignalsDuringShutdown: the signal that counts as "second" depends on
 // what started the shutdown. One started by the context (not by a signal)
-// takes the first SIGTERM as the ordinary one and aborts only on another.
+// takes the first SIGTERM as the ordinary one and aborts only on another. A
+// repeat within app.RepeatWindow is the same request, and SIGHUP never aborts.
 func TestSignalsDuringShutdown(t *testing.T) {
+	later := app.RepeatWindow + 100*time.Millisecond
 	tests := []struct {
 		name      string
 		byContext bool // start the shutdown by cancelling the context
-		signals   int  // signals sent once the shutdown has started
+		signals   []os.Signal
+		gap       time.Duration // before each of signals, after the shutdown started
 		wantAbort bool
 	}{
-		{"signal then nothing", false, 0, false},
-		{"signal then a second", false, 1, true},
-		{"context then one signal", true, 1, false},
-		{"context then two signals", true, 2, true},
+		{"signal then nothing", false, nil, 0, false},
+		{"signal then a second", false, []os.Signal{syscall.SIGINT}, later, true},
+		{"signal then a repeat at once", false, []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, 0, false},
+		{"signal then SIGHUPs", false, []os.Signal{syscall.SIGHUP, syscall.SIGHUP}, later, false},
+		{"context then one signal", true, []os.Signal{syscall.SIGTERM}, later, false},
+		{"context then a signal and its repeat", true, []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, 0, false},
+		{"context then two signals", true, []os.Signal{syscall.SIGTERM, syscall.SIGINT}, later, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
-			cfg.PrestopDelay = 500 * time.Millisecond
+			cfg.PrestopDelay = 2 * time.Second
 			var logs syncBuffer
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -166,8 +174,9 @@ func TestSignalsDuringShutdown(t *testing.T) {
 				signals <- syscall.SIGTERM
 			}
 			waitLog(t, &logs, `"msg":"shutdown started"`)
-			for range tt.signals {
-				signals <- syscall.SIGINT
+			for _, sig := range tt.signals {
+				time.Sleep(tt.gap) // the rule is about time: wait out the window on purpose
+				signals <- sig
 			}
 			select {
 			case err := <-done:

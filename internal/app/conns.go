@@ -19,8 +19,8 @@ type connInfo struct {
 
 // connTracker follows the app server's connections through http.Server's
 // ConnState hook. It lets the shutdown return the moment the last request
-// finishes, instead of at http.Server.Shutdown's next poll (up to 500 ms
-// later), and counts the requests a deadline cuts.
+// finishes (http.Server.Shutdown polls, up to 500 ms late). What a deadline
+// cuts is counted by server.Clients, which sees handlers, not connections.
 type connTracker struct {
 	mu      sync.Mutex
 	busy    map[net.Conn]connInfo // connections that are new or serving a request
@@ -51,19 +51,6 @@ func (t *connTracker) hook(c net.Conn, s http.ConnState) {
 			}
 		}
 	}
-}
-
-// active returns the number of connections serving a request now.
-func (t *connTracker) active() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := 0
-	for _, ci := range t.busy {
-		if ci.state == http.StateActive {
-			n++
-		}
-	}
-	return n
 }
 
 // waitQuiet returns nil once no connection is serving a request or new (a

@@ -62,6 +62,15 @@ type Config struct {
 	IdempotencyTTL     time.Duration `split_words:"true" default:"10m" desc:"how long an Idempotency-Key is remembered"`
 	IdempotencyMaxKeys int           `split_words:"true" default:"100000" desc:"most Idempotency-Keys remembered at once (oldest forgotten first)"`
 
+	// Bounds on what one client can hold; see limits.go and the README's memory budget.
+	IdempotencyMaxBytes int64         `split_words:"true" default:"4194304" desc:"most memory in bytes the remembered Idempotency-Keys take, bookkeeping included (oldest forgotten first)"`
+	MaxConns            int           `split_words:"true" default:"512" desc:"most app connections open at once; more are closed at once (the admin listener is not counted)"`
+	MaxHeaderBytes      int           `split_words:"true" default:"8192" desc:"largest request header block in bytes (larger is 431)"`
+	ReadHeaderTimeout   time.Duration `split_words:"true" default:"5s" desc:"longest a client may take to send a request's headers"`
+	BodyTimeout         time.Duration `split_words:"true" default:"5s" desc:"longest a client may take to send a request's body once its headers are in (408 after)"`
+	WriteTimeout        time.Duration `split_words:"true" default:"3s" desc:"longest a response may take to go out once written (a client that stops reading is closed)"`
+	IdleTimeout         time.Duration `split_words:"true" default:"2m" desc:"how long an idle keep-alive connection stays open"`
+
 	PrestopDelay    time.Duration `split_words:"true" default:"5s" desc:"after SIGTERM: keep serving (readiness failing, keep-alives off) this long"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"then: longest wait for in-flight requests (http.Server.Shutdown)"`
 	DrainTimeout    time.Duration `split_words:"true" default:"5s" desc:"then: longest wait for queued jobs to be processed"`
@@ -73,16 +82,29 @@ type Config struct {
 
 // Load reads the configuration from the environment and validates it. Every
 // error it returns wraps ErrInvalid and names every variable at fault.
+//
+// Unknown LAMEDUCK_ variables (a typo), values their type cannot parse (an
+// integer is decimal: "010" is refused, never read as octal 8) and values out
+// of range are reported together. Load reads and, for a moment, changes the
+// process environment (see processWithout): call it at start-up, before
+// anything else reads the environment.
 func Load() (Config, error) {
-	if err := checkSyntax(); err != nil { // envconfig would stop at the first
-		return Config{}, err
-	}
+	errs := unknownVariables()   // envconfig ignores them
+	syntax, bad := checkSyntax() // envconfig would stop at the first
+	errs = append(errs, syntax...)
 	var c Config
-	if err := envconfig.Process(Prefix, &c); err != nil {
+	if err := processWithout(bad, &c); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
+	// Range errors of the variables that parsed; a rule that involves a
+	// variable that did not parse would only report its default.
+	for _, err := range problems(c.Validate()) {
+		if !mentionsAny(err, bad) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	return c, nil
 }
@@ -96,37 +118,41 @@ const (
 	maxDuration  = 24 * time.Hour
 )
 
-// checkSyntax reports, all at once, every LAMEDUCK_ variable set to a value
-// its type cannot parse. The variables and their types come from envconfig
-// itself, so they cannot drift from Config.
-func checkSyntax() error {
-	var list strings.Builder
-	tmpl := "{{range .}}{{.Key}} {{.Field.Type}}\n{{end}}"
-	if err := envconfig.Usagef(Prefix, &Config{}, &list, tmpl); err != nil {
-		return fmt.Errorf("%w: list variables: %w", ErrInvalid, err)
-	}
-	var errs []error
-	for _, line := range strings.Split(strings.TrimSpace(list.String()), "\n") {
-		key, typ, _ := strings.Cut(line, " ")
+// checkSyntax reports every LAMEDUCK_ variable set to a value its type
+// cannot parse, and returns their names. The variables and their types come
+// from envconfig itself, so they cannot drift from Config.
+func checkSyntax() (errs []error, bad []string) {
+	for key, typ := range variables() {
 		v, ok := os.LookupEnv(key)
 		if !ok {
 			continue
 		}
-		switch typ {
-		case "time.Duration":
-			if _, err := time.ParseDuration(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 250ms or 5s", key, v))
-			}
-		case "int", "int64":
-			if _, err := strconv.ParseInt(v, 0, 64); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", key, v))
-			}
+		if err := checkValue(typ, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			bad = append(bad, key)
 		}
 	}
-	if len(errs) == 0 {
-		return nil
+	return errs, bad
+}
+
+// checkValue reports whether v parses as a value of type typ (as envconfig
+// names it). Integers are decimal only: envconfig would read "010" as octal
+// 8 and "0x10" as 16.
+func checkValue(typ, v string) error {
+	switch typ {
+	case "time.Duration":
+		if _, err := time.ParseDuration(v); err != nil {
+			return fmt.Errorf("%q is not a duration such as 250ms or 5s", v)
+		}
+	case "int", "int64":
+		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+			return fmt.Errorf("%q is not a whole number in decimal", v)
+		}
+		if digits := strings.TrimLeft(v, "+-"); len(digits) > 1 && digits[0] == '0' {
+			return fmt.Errorf("%q has a leading zero; write it without (integers are decimal, never octal)", v)
+		}
 	}
-	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	return nil
 }
 
 // Validate reports every problem in c at once, each naming its variable.
@@ -205,6 +231,7 @@ func (c Config) Validate() error {
 	if _, err := c.Level(); err != nil {
 		bad("LOG_LEVEL", "%v", err)
 	}
+	c.validateLimits(bad)
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}

@@ -52,12 +52,21 @@ func defaults() config.Config {
 		JobDuration:        50 * time.Millisecond,
 		IdempotencyTTL:     10 * time.Minute,
 		IdempotencyMaxKeys: 100000,
-		PrestopDelay:       5 * time.Second,
-		ShutdownTimeout:    15 * time.Second,
-		DrainTimeout:       5 * time.Second,
-		GracePeriod:        30 * time.Second,
-		LogFormat:          "json",
-		LogLevel:           "info",
+
+		IdempotencyMaxBytes: 4 << 20,
+		MaxConns:            512,
+		MaxHeaderBytes:      8192,
+		ReadHeaderTimeout:   5 * time.Second,
+		BodyTimeout:         5 * time.Second,
+		WriteTimeout:        3 * time.Second,
+		IdleTimeout:         2 * time.Minute,
+
+		PrestopDelay:    5 * time.Second,
+		ShutdownTimeout: 15 * time.Second,
+		DrainTimeout:    5 * time.Second,
+		GracePeriod:     30 * time.Second,
+		LogFormat:       "json",
+		LogLevel:        "info",
 	}
 }
 
@@ -92,6 +101,13 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 		{"LAMEDUCK_JOB_DURATION", "20ms", func(c *config.Config) { c.JobDuration = 20 * time.Millisecond }},
 		{"LAMEDUCK_IDEMPOTENCY_TTL", "1h", func(c *config.Config) { c.IdempotencyTTL = time.Hour }},
 		{"LAMEDUCK_IDEMPOTENCY_MAX_KEYS", "3", func(c *config.Config) { c.IdempotencyMaxKeys = 3 }},
+		{"LAMEDUCK_IDEMPOTENCY_MAX_BYTES", "65536", func(c *config.Config) { c.IdempotencyMaxBytes = 65536 }},
+		{"LAMEDUCK_MAX_CONNS", "10", func(c *config.Config) { c.MaxConns = 10 }},
+		{"LAMEDUCK_MAX_HEADER_BYTES", "4096", func(c *config.Config) { c.MaxHeaderBytes = 4096 }},
+		{"LAMEDUCK_READ_HEADER_TIMEOUT", "1s", func(c *config.Config) { c.ReadHeaderTimeout = time.Second }},
+		{"LAMEDUCK_BODY_TIMEOUT", "2s", func(c *config.Config) { c.BodyTimeout = 2 * time.Second }},
+		{"LAMEDUCK_WRITE_TIMEOUT", "1s", func(c *config.Config) { c.WriteTimeout = time.Second }},
+		{"LAMEDUCK_IDLE_TIMEOUT", "30s", func(c *config.Config) { c.IdleTimeout = 30 * time.Second }},
 		{"LAMEDUCK_PRESTOP_DELAY", "1s", func(c *config.Config) { c.PrestopDelay = time.Second }},
 		{"LAMEDUCK_SHUTDOWN_TIMEOUT", "10s", func(c *config.Config) { c.ShutdownTimeout = 10 * time.Second }},
 		{"LAMEDUCK_DRAIN_TIMEOUT", "3s", func(c *config.Config) { c.DrainTimeout = 3 * time.Second }},
@@ -405,7 +421,9 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	names := []string{
 		"LAMEDUCK_HTTP_ADDR", "LAMEDUCK_ADMIN_ADDR", "LAMEDUCK_HELLO_DELAY", "LAMEDUCK_MAX_DELAY",
 		"LAMEDUCK_MAX_WORK", "LAMEDUCK_MAX_BODY", "LAMEDUCK_QUEUE_SIZE", "LAMEDUCK_WORKERS", "LAMEDUCK_JOB_DURATION",
-		"LAMEDUCK_IDEMPOTENCY_TTL", "LAMEDUCK_IDEMPOTENCY_MAX_KEYS", "LAMEDUCK_PRESTOP_DELAY",
+		"LAMEDUCK_IDEMPOTENCY_TTL", "LAMEDUCK_IDEMPOTENCY_MAX_KEYS", "LAMEDUCK_IDEMPOTENCY_MAX_BYTES",
+		"LAMEDUCK_MAX_CONNS", "LAMEDUCK_MAX_HEADER_BYTES", "LAMEDUCK_READ_HEADER_TIMEOUT", "LAMEDUCK_BODY_TIMEOUT",
+		"LAMEDUCK_WRITE_TIMEOUT", "LAMEDUCK_IDLE_TIMEOUT", "LAMEDUCK_PRESTOP_DELAY",
 		"LAMEDUCK_SHUTDOWN_TIMEOUT", "LAMEDUCK_DRAIN_TIMEOUT", "LAMEDUCK_GRACE_PERIOD",
 		"LAMEDUCK_LOG_FORMAT", "LAMEDUCK_LOG_LEVEL",
 	}

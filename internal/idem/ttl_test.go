@@ -12,7 +12,7 @@ func TestTTL(t *testing.T) {
 	const ttl = time.Minute
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	now := t0
-	s := New(ttl, 10)
+	s := New(ttl, 10, 1<<30)
 	s.now = func() time.Time { return now }
 	n := 0
 	create := func() (string, error) {

@@ -72,6 +72,11 @@ func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.S
 				http.Error(w, fmt.Sprintf("body larger than %d bytes", cfg.MaxBody), http.StatusRequestEntityTooLarge)
 				return
 			}
+			if timedOut(err) { // a stalled upload: the client's fault, and no job was taken
+				w.Header().Set("Connection", "close")
+				http.Error(w, "body not received within LAMEDUCK_BODY_TIMEOUT", http.StatusRequestTimeout)
+				return
+			}
 			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 			return
 		}

@@ -14,15 +14,22 @@ import (
 // flight at the signal, so no pooled connection is handed back to a client
 // only to be closed under it when the listener shuts down; clients reconnect,
 // through the balancer, to another replica.
-func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate) http.Handler {
+// A request the shutdown deadline cut counts as code="cut", whatever its
+// handler wrote as the connection closed. Once headers are written, the
+// response must go out within clients' write timeout (nil: no bound).
+func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, clients *Clients) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if gate.Draining() {
 			m.RequestsAfterSignal.Inc()
 		}
 		m.Inflight.Inc()
-		sw := statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK}
+		sw := statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK, clients: clients}
 		defer func() {
 			m.Inflight.Dec()
+			if cutByShutdown(r.Context()) {
+				m.Requests.WithLabelValues(metrics.CodeCut).Inc()
+				return
+			}
 			m.CountRequest(sw.code)
 		}()
 		next.ServeHTTP(&sw, r)
@@ -33,9 +40,10 @@ func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate) http.H
 // headers go out, turns keep-alive off if the service is draining.
 type statusWriter struct {
 	http.ResponseWriter
-	gate  *health.Gate
-	code  int
-	wrote bool
+	gate    *health.Gate
+	code    int
+	wrote   bool
+	clients *Clients
 }
 
 // writing runs once, before the headers are written.
@@ -44,6 +52,7 @@ func (s *statusWriter) writing(code int) {
 		return
 	}
 	s.code, s.wrote = code, true
+	s.clients.setWriteDeadline(s.ResponseWriter)
 	if s.gate.Draining() {
 		s.ResponseWriter.Header().Set("Connection", "close")
 	}

@@ -21,7 +21,15 @@ type Enqueuer interface {
 
 // New returns the app handler with every route and the middleware.
 func New(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer) http.Handler {
+	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
+	return NewApp(cfg, logger, m, gate, q, keys, NewClients(cfg.BodyTimeout, cfg.WriteTimeout))
+}
+
+// NewApp is New with the Idempotency-Key store and the client bounds made by
+// the caller, which watches them (metrics, the shutdown).
+func NewApp(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer,
+	keys *idem.Store, clients *Clients) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, cfg, logger, q, idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys))
-	return instrument(mux, m, gate)
+	addRoutes(mux, cfg, logger, q, keys)
+	return instrument(checkQuery(clients.bound(mux)), m, gate, clients)
 }

@@ -45,6 +45,8 @@ func testConfig() config.Config {
 		IdempotencyTTL:     time.Hour,
 		IdempotencyMaxKeys: 100,
 		DrainTimeout:       time.Minute,
+
+		IdempotencyMaxBytes: 1 << 20,
 	}
 }
 

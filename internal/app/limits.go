@@ -1,0 +1,80 @@
+package app
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lameduck/lameduck/internal/metrics"
+)
+
+// limitListener accepts at most max connections open at once. A connection
+// over the cap is closed as soon as it is accepted (and counted), before a
+// byte of it is read: it costs no memory, and its client fails at once and
+// can retry elsewhere, where a listener that stopped accepting would leave it
+// waiting in the kernel's backlog. Only the app listener is limited; the
+// admin listener, which the kubelet probes, is not.
+type limitListener struct {
+	net.Listener
+	max     int64
+	open    atomic.Int64
+	closed  atomic.Bool
+	metrics *metrics.Limits
+}
+
+func limitConns(ln net.Listener, max int, m *metrics.Limits) *limitListener {
+	return &limitListener{Listener: ln, max: int64(max), metrics: m}
+}
+
+// Close closes the listener; Accept then returns http.ErrServerClosed, so
+// that http.Server.Serve returns it, as after a Shutdown.
+func (l *limitListener) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if l.closed.Load() {
+				return nil, http.ErrServerClosed
+			}
+			return nil, err
+		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			l.metrics.ConnsRefused.Inc()
+			_ = c.Close()
+			continue
+		}
+		l.metrics.Conns.Inc()
+		return &limitConn{Conn: c, l: l}, nil
+	}
+}
+
+// limitConn gives its slot back when it closes, once.
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.open.Add(-1)
+		c.l.metrics.Conns.Dec()
+	})
+	return err
+}
+
+// CloseWrite keeps net/http's half-close before it closes a connection
+// (which lets the client read a final 408 or 431 instead of a reset).
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

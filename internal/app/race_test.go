@@ -1,0 +1,114 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lameduck/lameduck/internal/config"
+	"github.com/lameduck/lameduck/internal/metrics"
+	"github.com/lameduck/lameduck/internal/server"
+)
+
+// holdListener holds the first connection it accepts until release closes,
+// as a Serve goroutine descheduled between Accept and registering the
+// connection would.
+type holdListener struct {
+	net.Listener
+	accepted, release, closed chan struct{}
+	once, closeOnce           sync.Once
+}
+
+func (l *holdListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+func (l *holdListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	first := false
+	l.once.Do(func() { first = true })
+	if first {
+		close(l.accepted)
+		<-l.release
+	}
+	return c, nil
+}
+
+// TestShutdownWaitsForAcceptedConnection: a connection accepted just before
+// the listener closed, but not yet registered by Serve, is served before the
+// HTTP phase ends, not dropped by Close (the race of issue #11).
+func TestShutdownWaitsForAcceptedConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := &holdListener{Listener: ln, accepted: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
+	var handled atomic.Bool
+	s := &service{
+		cfg:    config.Config{ShutdownTimeout: 5 * time.Second},
+		logger: slog.New(slog.DiscardHandler), metrics: metrics.New(prometheus.NewRegistry()),
+		conns: newConnTracker(), appLn: held, appServed: make(chan struct{}),
+		clients: server.NewClients(time.Second, time.Second), cut: func(error) {},
+	}
+	s.app = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			time.Sleep(50 * time.Millisecond)
+			handled.Store(true)
+			_, _ = io.WriteString(w, "ok")
+		}),
+		ConnState: s.conns.hook,
+	}
+	go func() {
+		defer close(s.appServed)
+		_ = s.app.Serve(held)
+	}()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-held.accepted // Accept has the connection; Serve has not registered it
+
+	cutc := make(chan int, 1)
+	go func() { cutc <- s.shutdownHTTP(context.Background()) }()
+	<-held.closed
+	// Hold the connection a while longer, or until the HTTP phase ended
+	// without it (the bug): either way, then let Serve register it.
+	select {
+	case cut := <-cutc:
+		cutc <- cut
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(held.release)
+
+	cut := <-cutc
+	if !handled.Load() {
+		t.Errorf("the HTTP phase ended before the accepted connection's request was handled; want it to wait for it")
+	}
+	if cut != 0 {
+		t.Errorf("shutdownHTTP cut %d requests; want 0", cut)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the request on the accepted connection = %v, %v; want 200", resp, err)
+	}
+	resp.Body.Close()
+}
