@@ -159,7 +159,7 @@ func TestStalledUploadIsNotCut(t *testing.T) {
 		env  []string
 	}{
 		{"body timeout first", []string{"LAMEDUCK_BODY_TIMEOUT=1s", "LAMEDUCK_SHUTDOWN_TIMEOUT=8s"}},
-		{"shutdown first", []string{"LAMEDUCK_BODY_TIMEOUT=30s", "LAMEDUCK_SHUTDOWN_TIMEOUT=3s"}},
+		{"shutdown first", []string{"LAMEDUCK_BODY_TIMEOUT=30s", "LAMEDUCK_SHUTDOWN_TIMEOUT=3s", "LAMEDUCK_MAX_DELAY=2s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

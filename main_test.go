@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -430,39 +429,6 @@ func TestIdleExitsAfterPrestop(t *testing.T) {
 		t.Errorf("idle exit took %s; want the preStop delay 500ms plus at most 2s", d)
 	}
 	summary(t, p)
-}
-
-// TestShutdownTimeoutCutsRequests: a request still running at the shutdown
-// deadline is cut, counted, and makes the exit code 1. No allowed ?delay=
-// outlasts the shutdown timeout (LAMEDUCK_MAX_DELAY + 1 s must fit in it), so
-// the request here is a slow client's: its body never arrives.
-func TestShutdownTimeoutCutsRequests(t *testing.T) {
-	skipShort(t)
-	t.Parallel()
-	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_SHUTDOWN_TIMEOUT=1500ms", "LAMEDUCK_MAX_DELAY=500ms")
-	conn, err := net.Dial("tcp", p.app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// Headers and the first 10 of 100 body bytes: the handler waits for the rest.
-	if _, err := io.WriteString(conn, "POST /jobs HTTP/1.1\r\nHost: lameduck\r\nContent-Length: 100\r\n\r\n0123456789"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "slow request in flight", func() bool {
-		return metric(t, "http://"+p.admin, "lameduck_http_inflight_requests") >= 1
-	})
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(10 * time.Second); code != 1 {
-		t.Fatalf("exit code = %d; want 1", code)
-	}
-	if s := summary(t, p); s["requests_cut"] != 1 || s["jobs_accepted"] != 0 {
-		t.Errorf("summary = %v; want requests_cut 1, jobs_accepted 0", s)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if b, err := io.ReadAll(conn); len(b) > 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
-		t.Errorf("the cut request read %q, %v; want the connection closed without an answer", b, err)
-	}
 }
 
 // TestSecondSignalAborts: a second signal during the sequence exits at once
