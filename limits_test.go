@@ -283,31 +283,3 @@ func TestSignalsLoseNothing(t *testing.T) {
 		})
 	}
 }
-
-// TestConfigRefused: configuration mistakes of issue #11 stop the program
-// before it listens, with exit code 2, naming the variable.
-func TestConfigRefused(t *testing.T) {
-	skipShort(t)
-	t.Parallel()
-	tests := []struct {
-		name, env, want string
-	}{
-		{"typo", "LAMEDUCK_PRESTOPDELAY=1s", "did you mean LAMEDUCK_PRESTOP_DELAY"},
-		{"octal-looking", "LAMEDUCK_WORKERS=010", "LAMEDUCK_WORKERS"},
-		{"invalid address", "LAMEDUCK_HTTP_ADDR=localhost", "LAMEDUCK_HTTP_ADDR"},
-		{"zero ttl", "LAMEDUCK_IDEMPOTENCY_TTL=0s", "LAMEDUCK_IDEMPOTENCY_TTL"},
-		{"zero drain", "LAMEDUCK_DRAIN_TIMEOUT=0s", "LAMEDUCK_DRAIN_TIMEOUT"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			p := startRaw(t, tt.env)
-			if code := p.wait(10 * time.Second); code != 2 {
-				t.Fatalf("exit code = %d; want 2", code)
-			}
-			if stderr := p.stderrText(); !strings.Contains(stderr, tt.want) {
-				t.Errorf("stderr = %q; want it to contain %q", stderr, tt.want)
-			}
-		})
-	}
-}

@@ -475,6 +475,11 @@ func TestBadConfigExits2(t *testing.T) {
 		{"delay the shutdown cannot wait for", "LAMEDUCK_MAX_DELAY=30s", "LAMEDUCK_MAX_DELAY: 30s does not fit LAMEDUCK_SHUTDOWN_TIMEOUT"},
 		{"work a drain cannot finish", "LAMEDUCK_MAX_WORK=30s", "LAMEDUCK_MAX_WORK: 30s does not fit LAMEDUCK_DRAIN_TIMEOUT"},
 		{"default job a drain cannot finish", "LAMEDUCK_JOB_DURATION=5s", "LAMEDUCK_JOB_DURATION: 5s does not fit LAMEDUCK_DRAIN_TIMEOUT"},
+		{"typo", "LAMEDUCK_PRESTOPDELAY=1s", "did you mean LAMEDUCK_PRESTOP_DELAY"},
+		{"octal-looking", "LAMEDUCK_WORKERS=010", "LAMEDUCK_WORKERS"},
+		{"invalid address", "LAMEDUCK_HTTP_ADDR=localhost", "LAMEDUCK_HTTP_ADDR"},
+		{"zero ttl", "LAMEDUCK_IDEMPOTENCY_TTL=0s", "LAMEDUCK_IDEMPOTENCY_TTL"},
+		{"zero drain", "LAMEDUCK_DRAIN_TIMEOUT=0s", "LAMEDUCK_DRAIN_TIMEOUT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

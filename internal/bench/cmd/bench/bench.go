@@ -20,6 +20,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/lameduck/lameduck/internal/bench/procfs"
 )
 
 // Targets, the numbers lameduck promises.
@@ -138,10 +140,10 @@ func (b *bench) overhead(ctx context.Context) ([]row, error) {
 		sysRatios = append(sysRatios, l.sys[i]/p.sys[i])
 	}
 	ratio := median(ratios)
-	if _, b.loadHWM, err = memStatus(ld.Pid()); err != nil {
+	if _, b.loadHWM, err = procfs.Mem(ld.Pid()); err != nil {
 		return nil, err
 	}
-	if _, b.plainHWM, err = memStatus(pl.Pid()); err != nil {
+	if _, b.plainHWM, err = procfs.Mem(pl.Pid()); err != nil {
 		return nil, err
 	}
 	lo, hi := minOf(ratios), maxOf(ratios)
@@ -204,7 +206,7 @@ func (b *bench) lifecycle(ctx context.Context) ([]row, error) {
 		}
 		var rss int64
 		if err == nil {
-			rss, _, err = memStatus(p.Pid())
+			rss, _, err = procfs.Mem(p.Pid())
 		}
 		if err != nil {
 			p.Kill()

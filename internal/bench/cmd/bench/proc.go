@@ -263,31 +263,3 @@ func cpuTicks(pid int) (user, sys int64, err error) {
 
 // ticksPerSecond is Linux's USER_HZ, the unit of /proc/PID/stat's times.
 const ticksPerSecond = 100
-
-// memStatus returns VmRSS (resident now) and VmHWM (peak resident) of pid
-// in bytes, from /proc/PID/status.
-func memStatus(pid int) (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		name, val, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, name, err)
-		}
-		if name == "VmRSS" {
-			rss = kb * 1024
-		} else {
-			hwm = kb * 1024
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
-	}
-	return rss, hwm, nil
-}

@@ -33,6 +33,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lameduck/lameduck/internal/bench/procfs"
 )
 
 type options struct {
@@ -96,7 +98,7 @@ func run(o options) error {
 	wg.Wait()
 	mixFor := time.Since(started)
 	time.Sleep(time.Second) // the server settles (the GC runs) before the reading
-	_, hwm, err := memStatus(srv.cmd.Process.Pid)
+	_, hwm, err := procfs.Mem(srv.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -406,30 +408,6 @@ func scrape(url string) map[string]string {
 		}
 	}
 	return out
-}
-
-// memStatus returns VmRSS and VmHWM (the peak) of pid in bytes.
-func memStatus(pid int) (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		name, val, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, err
-		}
-		if name == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
-	}
-	return rss, hwm, nil
 }
 
 func numCPU() int {
