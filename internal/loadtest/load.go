@@ -250,6 +250,9 @@ func (l *Load) Counts() (requests, failures uint64) {
 // connections, and reports. Later calls return the same report.
 func (l *Load) Stop() Report {
 	l.stopOnce.Do(func() {
+		// The rates are over the time the load was sending: a request that
+		// hangs until its timeout must not stretch it.
+		sending := time.Since(l.started)
 		for _, s := range l.streams {
 			s.attacker.Stop()
 		}
@@ -257,7 +260,7 @@ func (l *Load) Stop() Report {
 		for _, s := range l.streams {
 			s.transport.CloseIdleConnections()
 		}
-		l.final = l.report(time.Since(l.started))
+		l.final = l.report(sending)
 	})
 	return l.final
 }
@@ -379,7 +382,7 @@ type FailureTime struct {
 
 // Report is the outcome of a load.
 type Report struct {
-	Duration time.Duration
+	Duration time.Duration // from Start until Stop was called: the time the load was sending
 	Requests uint64 // requests sent and answered (or failed)
 	Failures uint64 // requests that failed, in any way
 	// BackPressure counts the 503s with a valid Retry-After: refused, told

@@ -197,3 +197,23 @@ func TestLoadBackPressure(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadRateIgnoresTheDrain checks that the achieved rate is over the time
+// the load was sending, not stretched by requests still in flight at Stop
+// (a request to a vanished pod can hang until its timeout).
+func TestLoadRateIgnoresTheDrain(t *testing.T) {
+	srv := newSlowServer(t, 2*time.Second)
+	l := loadtest.Start(loadtest.Mix{Target: srv.URL, KeepAlive: 50, Headroom: 3 * time.Second})
+	wait(500 * time.Millisecond)
+	start := time.Now()
+	rep := l.Stop() // waits about 2s for the requests in flight
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("Stop returned after %s; want it to wait for the requests in flight", waited)
+	}
+	if rep.Duration >= time.Second {
+		t.Errorf("Duration = %s; want the 500ms of sending, not the wait for the last answers", rep.Duration)
+	}
+	if err := rep.RateError(0.5); err != nil {
+		t.Errorf("RateError(0.5) = %v; want nil (%d requests in %s)", err, rep.Requests, rep.Duration)
+	}
+}
