@@ -383,8 +383,8 @@ type FailureTime struct {
 // Report is the outcome of a load.
 type Report struct {
 	Duration time.Duration // from Start until Stop was called: the time the load was sending
-	Requests uint64 // requests sent and answered (or failed)
-	Failures uint64 // requests that failed, in any way
+	Requests uint64        // requests sent and answered (or failed)
+	Failures uint64        // requests that failed, in any way
 	// BackPressure counts the 503s with a valid Retry-After: refused, told
 	// when to retry, and counted neither as success nor as failure.
 	BackPressure uint64
