@@ -409,7 +409,7 @@ type StreamReport struct {
 	Achieved  float64 // requests per second sent
 	Skipped   uint64  // ticks not sent because Limit requests were in flight
 	Limit     int     // requests in flight, and connections, at most
-	PeakConns int64   // most connections open at once
+	PeakConns int64   // most sockets open at once, each until it is closed (a closing one may outlast its slot)
 	Requests  uint64
 	Failures  uint64
 	// BackPressure counts the stream's 503s with a valid Retry-After.

@@ -111,9 +111,18 @@ func TestLoadBoundsConcurrency(t *testing.T) {
 		t.Errorf("%d requests failed; want 0 (slow is not failed):\n%s", rep.Failures, rep)
 	}
 	for _, s := range rep.Streams {
-		if s.PeakConns > int64(s.Limit) || s.Skipped == 0 {
+		// net/http's Transport frees a connection's slot a moment before it
+		// closes the socket (persistConn.closeLocked), so a fresh-connection
+		// stream can dial its next connection while the last is closing: CI
+		// once saw 9 of 8. Allow the limit again in closing there, not for
+		// pooled connections, which stay open.
+		most := int64(s.Limit)
+		if s.Name == "fresh" {
+			most *= 2
+		}
+		if s.PeakConns > most || s.Skipped == 0 {
 			t.Errorf("stream %s: %d connections at most, %d ticks skipped; want at most %d and some skipped",
-				s.Name, s.PeakConns, s.Skipped, s.Limit)
+				s.Name, s.PeakConns, s.Skipped, most)
 		}
 	}
 	err := rep.RateError(0.8)
