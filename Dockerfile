@@ -4,7 +4,7 @@
 # Two ways to build it:
 #
 #   docker build -t lameduck:dev .
-#       The default (last) stage, `release`: compiles in golang:1.26, so it
+#       The default (last) stage, `release`: compiles in golang:1.27.3, so it
 #       needs a registry to pull that image from.
 #
 #   make image    (or, after building bin/lameduck yourself for linux:
@@ -26,7 +26,7 @@ EXPOSE 8080 8086
 ENTRYPOINT ["/lameduck"]
 
 # --- builder: compile from source --------------------------------------------
-FROM golang:1.26 AS builder
+FROM golang:1.27.3 AS builder
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -2,6 +2,8 @@ module github.com/lameduck/lameduck
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require (
 	github.com/heptiolabs/healthcheck v0.0.0-20211123025425-613501dd5deb
 	github.com/kelseyhightower/envconfig v1.4.0

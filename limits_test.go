@@ -187,6 +187,74 @@ func TestStalledUploadIsNotCut(t *testing.T) {
 	}
 }
 
+// TestClientThatStopsReadingIsNotCut: a client that pipelines requests and
+// never reads the answers fills the socket buffers until the server's write
+// blocks. At SIGTERM that connection is no request in a handler, so it is
+// not cut: LAMEDUCK_WRITE_TIMEOUT closes it, the HTTP phase ends then (not at
+// the shutdown deadline) and the exit stays 0.
+func TestClientThatStopsReadingIsNotCut(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	const (
+		writeTimeout    = 5 * time.Second
+		shutdownTimeout = 15 * time.Second
+		requests        = 200_000 // ~8 MB of requests, ~30 MB of answers: more than loopback buffers hold
+	)
+	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=0s", "LAMEDUCK_WRITE_TIMEOUT="+writeTimeout.String(),
+		"LAMEDUCK_SHUTDOWN_TIMEOUT="+shutdownTimeout.String())
+	start := time.Now()
+	c, _ := rawConn(t, p.app)
+	sent := make(chan error, 1)
+	go func() { // ends when the server closes the connection (or the test's cleanup does)
+		_, err := io.WriteString(c, strings.Repeat("GET /hello HTTP/1.1\r\nHost: lameduck\r\n\r\n", requests))
+		sent <- err
+	}()
+	answered := func() float64 {
+		return metric(t, "http://"+p.admin, `lameduck_http_requests_total{code="200"}`)
+	}
+	// Stalled: the server has answered some, and no more for a second (a
+	// server starved of CPU pauses too, but not for that long; and if it
+	// only paused, the test still holds: it then closes the connection after
+	// its next answer, which carries Connection: close).
+	last, changed, polled := -1.0, time.Now(), time.Time{}
+	waitFor(t, 60*time.Second, "the server's writes to stall", func() bool {
+		if time.Since(polled) < 100*time.Millisecond {
+			return false // scrape at most ten times a second: the scrapes compete with the server
+		}
+		polled = time.Now()
+		if n := answered(); n != last {
+			last, changed = n, polled
+		}
+		return last > 0 && time.Since(changed) > time.Second
+	})
+	t.Logf("stalled at %.0f answers after %s", last, time.Since(start).Round(time.Millisecond))
+	if last >= requests {
+		t.Fatalf("the server answered all %d requests without the client reading: nothing stalled", requests)
+	}
+	select {
+	case err := <-sent:
+		t.Fatalf("the stalled connection ended before SIGTERM (%v): nothing left to test", err)
+	default:
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(shutdownTimeout + 10*time.Second); code != 0 {
+		t.Errorf("exit code = %d; want 0 (a client that stops reading is not lost work)", code)
+	}
+	s := summary(t, p)
+	if s["requests_cut"] != 0 {
+		t.Errorf("requests_cut = %v; want 0", s["requests_cut"])
+	}
+	// The write timeout, not the shutdown deadline, ended the HTTP phase.
+	if got, most := s["http_seconds"], (shutdownTimeout - 3*time.Second).Seconds(); got > most {
+		t.Errorf("the HTTP phase took %.1fs; want it ended by LAMEDUCK_WRITE_TIMEOUT=%s, well before the %s deadline (under %.0fs)",
+			got, writeTimeout, shutdownTimeout, most)
+	}
+	if err := <-sent; err == nil {
+		t.Errorf("every request went out; want the server to close the stalled connection")
+	}
+	t.Logf("HTTP phase %.2fs; done after %s", s["http_seconds"], time.Since(start).Round(time.Millisecond))
+}
+
 // TestKeysBoundedInBytes: the Idempotency-Key store keeps within
 // LAMEDUCK_IDEMPOTENCY_MAX_BYTES, forgetting the oldest keys, and says so.
 func TestKeysBoundedInBytes(t *testing.T) {

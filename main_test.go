@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -432,13 +433,27 @@ func TestIdleExitsAfterPrestop(t *testing.T) {
 }
 
 // TestSecondSignalAborts: a second signal during the sequence exits at once
-// with code 130, after logging what it abandons.
+// with code 130, after logging what it abandons: the queued job, and the
+// request it cut, which counts as code="cut", not as the 200 its handler
+// would have written.
 func TestSecondSignalAborts(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	p := startBinary(t, "LAMEDUCK_PRESTOP_DELAY=20s", "LAMEDUCK_SHUTDOWN_TIMEOUT=5s", "LAMEDUCK_DRAIN_TIMEOUT=25s",
 		"LAMEDUCK_GRACE_PERIOD=60s", "LAMEDUCK_WORKERS=1", "LAMEDUCK_MAX_WORK=20s")
 	id := postJob(t, &http.Client{Timeout: 5 * time.Second}, "http://"+p.app, "20s")
+	slow := make(chan error, 1)
+	go func() { // ends when the abort closes its connection, or by the client timeout
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + p.app + "/hello?delay=4s")
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("answered %d", resp.StatusCode)
+		}
+		slow <- err
+	}()
+	waitFor(t, 5*time.Second, "the slow request in flight", func() bool {
+		return metric(t, "http://"+p.admin, "lameduck_http_inflight_requests") >= 1
+	})
 	p.signal(syscall.SIGTERM)
 	p.waitRecord("shutdown started", 5*time.Second)
 	waitOutRepeat()
@@ -451,8 +466,15 @@ func TestSecondSignalAborts(t *testing.T) {
 		t.Errorf("exit took %s after the second signal; want at once (under 3 s)", d)
 	}
 	rec := p.waitRecord("shutdown aborted", time.Second)
-	if rec["jobs_dropped"] != 1.0 {
-		t.Errorf("shutdown aborted record = %v; want jobs_dropped 1", rec)
+	if rec["jobs_dropped"] != 1.0 || rec["requests_cut"] != 1.0 {
+		t.Errorf("shutdown aborted record = %v; want jobs_dropped 1, requests_cut 1", rec)
+	}
+	want := map[string]any{"202": 1.0, "cut": 1.0}
+	if got := rec["requests_by_code"]; !reflect.DeepEqual(got, want) {
+		t.Errorf("requests_by_code = %v; want %v (the cut request counted as cut, not 200)", got, want)
+	}
+	if err := <-slow; err == nil || strings.Contains(err.Error(), "answered") {
+		t.Errorf("the cut request: %v; want its connection closed unanswered", err)
 	}
 	if d := p.waitRecord("job dropped", time.Second); d["job_id"] != id {
 		t.Errorf("job dropped record = %v; want job_id %s", d, id)
