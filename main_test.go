@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -21,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lameduck/lameduck/internal/binproc"
 )
 
 // binary is the lameduck binary built once by TestMain.
@@ -36,11 +36,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "lameduck")
-	build := exec.Command("go", "build", "-race", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build lameduck:", err)
+	binary, err = binproc.Build(context.Background(), dir, "-race")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -56,19 +54,11 @@ func skipShort(t *testing.T) {
 	}
 }
 
-// proc is a running lameduck binary and its JSON log.
+// proc is a running lameduck binary (binproc, shared with the rehearsal and
+// the benchmarks) whose waits fail the test.
 type proc struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	start time.Time
-
-	mu      sync.Mutex
-	records []map[string]any
-	stderr  bytes.Buffer
-	changed chan struct{} // closed and replaced on each new record
-	exited  chan struct{} // closed when the process has exited
-	code    int
-
+	*binproc.Process
+	t          *testing.T
 	app, admin string // bound addresses, from the "serving" record
 }
 
@@ -82,105 +72,42 @@ func startBinary(t *testing.T, env ...string) *proc {
 	return p
 }
 
+// startRaw runs lameduck with env without waiting for it to serve.
 func startRaw(t *testing.T, env ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, changed: make(chan struct{}), exited: make(chan struct{})}
-	p.cmd = exec.Command(binary)
-	// GORACE: the race detector otherwise sleeps 1 s at exit.
-	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "GORACE=atexit_sleep_ms=0",
-		"LAMEDUCK_HTTP_ADDR=127.0.0.1:0", "LAMEDUCK_ADMIN_ADDR=127.0.0.1:0"}, env...)
-	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
-	out, err := p.cmd.StdoutPipe()
+	bp, err := binproc.Launch(binary, binproc.Config{Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.start = time.Now()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go p.read(out)
+	p := &proc{Process: bp, t: t}
 	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
+		p.Kill()
 		if t.Failed() {
-			t.Logf("lameduck log:\n%s\nstderr:\n%s", p.logText(), p.stderrText())
+			t.Logf("lameduck log (stdout and stderr):\n%s", p.Log())
 		}
 	})
 	return p
 }
 
-func (p *proc) read(out io.Reader) {
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			rec = map[string]any{"msg": "NOT JSON", "line": sc.Text()}
-		}
-		p.mu.Lock()
-		p.records = append(p.records, rec)
-		close(p.changed)
-		p.changed = make(chan struct{})
-		p.mu.Unlock()
-	}
-	_ = p.cmd.Wait() // the exit code says what matters; -1 when killed
-	p.mu.Lock()
-	p.code = p.cmd.ProcessState.ExitCode()
-	p.mu.Unlock()
-	close(p.exited)
-}
-
 // waitRecord waits for the first log record with msg and returns it.
 func (p *proc) waitRecord(msg string, timeout time.Duration) map[string]any {
 	p.t.Helper()
-	deadline := time.After(timeout)
-	for {
-		p.mu.Lock()
-		changed := p.changed
-		for _, r := range p.records {
-			if r["msg"] == msg {
-				p.mu.Unlock()
-				return r
-			}
-		}
-		p.mu.Unlock()
-		select {
-		case <-changed:
-		case <-p.exited:
-			// the last records are read before exited closes
-			if r := p.find(msg); r != nil {
-				return r
-			}
-			p.t.Fatalf("lameduck exited (code %d) without logging %q", p.exitCode(), msg)
-		case <-deadline:
-			p.t.Fatalf("no %q record within %s", msg, timeout)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	r, err := p.WaitRecord(ctx, msg)
+	if err != nil {
+		p.t.Fatal(err)
 	}
+	return r
 }
 
-func (p *proc) find(msg string) map[string]any {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, r := range p.records {
-		if r["msg"] == msg {
-			return r
-		}
-	}
-	return nil
-}
+func (p *proc) find(msg string) map[string]any { return p.Find(msg) }
 
 // all returns every record with msg.
 func (p *proc) all(msg string) []map[string]any {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var out []map[string]any
-	for _, r := range p.records {
-		if r["msg"] == msg {
-			out = append(out, r)
-		}
+	for _, r := range p.All(msg) {
+		out = append(out, r)
 	}
 	return out
 }
@@ -188,56 +115,26 @@ func (p *proc) all(msg string) []map[string]any {
 // wait waits for the process to exit and returns its exit code.
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()
-	select {
-	case <-p.exited:
-		return p.exitCode()
-	case <-time.After(timeout):
-		p.t.Fatalf("lameduck still running after %s", timeout)
-		return 0
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	code, err := p.Wait(ctx)
+	if err != nil {
+		p.t.Fatal(err)
 	}
+	return code
 }
 
-func (p *proc) exitCode() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.code
-}
+func (p *proc) exitCode() int { return p.ExitCode() }
 
 func (p *proc) signal(sig os.Signal) {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatalf("signal %s: %v", sig, err)
+	if err := p.Signal(sig); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
-func (p *proc) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var b strings.Builder
-	for _, r := range p.records {
-		j, _ := json.Marshal(r)
-		b.Write(j)
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
-func (p *proc) stderrText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
+func (p *proc) logText() string    { return p.Log() }
+func (p *proc) stderrText() string { return p.Stderr() }
 
 // status GETs url with a fresh connection and returns the status code, or
 // the error.
@@ -540,14 +437,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		case <-tick.C:
-		}
+	if err := binproc.Until(ctx, 5*time.Millisecond, cond); err != nil {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
 	}
 }
 
