@@ -15,18 +15,31 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 run: build
 	exec bin/lameduck
 
-## test: every test, with the race detector (no cluster needed)
+# Two modules: the service's (this directory: what the binary and its unit tests need) and the tooling's (e2e/:
+# the kind e2e, the load generator, the rehearsal, the benchmarks, the manifest checks and the lint tools).
+TOOLING := e2e
+
+## test: every test of both modules, with the race detector (no cluster needed)
 test:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd $(TOOLING) && $(GO) test -race -count=1 -timeout 20m ./...
 
-## lint: gofmt, go vet, staticcheck (pinned in go.mod as a tool; -tags e2e covers the kind tests too), and
-##   govulncheck against a database built offline (make vuln; the first run builds it, ~4 min)
-lint: vulndb
+## lint: gofmt, go vet, staticcheck and govulncheck on both modules (-tags e2e covers the kind tests too);
+##   the tools are pinned in e2e/go.mod; govulncheck reads a database built offline (the first run builds it, ~4 min)
+lint: vulndb bin/staticcheck bin/govulncheck
 	@unformatted=$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(git ls-files '*.go')) || exit 1; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet -tags e2e ./...
-	$(GO) tool staticcheck -tags e2e ./...
-	$(GO) tool govulncheck -db file://$(CURDIR)/$(VULNDB) ./...
+	$(GO) vet ./...
+	cd $(TOOLING) && $(GO) vet -tags e2e ./...
+	bin/staticcheck ./...
+	cd $(TOOLING) && ../bin/staticcheck -tags e2e ./...
+	bin/govulncheck -db file://$(CURDIR)/$(VULNDB) ./...
+	cd $(TOOLING) && ../bin/govulncheck -db file://$(CURDIR)/$(VULNDB) ./...
+
+# The lint tools, built from the versions e2e/go.mod pins (rebuilt when it changes).
+bin/staticcheck bin/govulncheck: $(TOOLING)/go.mod
+	cd $(TOOLING) && $(GO) build -o ../bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	cd $(TOOLING) && $(GO) build -o ../bin/govulncheck golang.org/x/vuln/cmd/govulncheck
 
 # --- fuzzing and known vulnerabilities -----------------------------------------------
 FUZZTIME ?= 30s
@@ -52,15 +65,16 @@ VULNDB ?= bin/vulndb
 ## vulndb: the Go vulnerability database in $(VULNDB), built from golang.org/x/vulndb@$(VULNDB_VERSION) (~4 min)
 vulndb: $(VULNDB)/index/db.json
 $(VULNDB)/index/db.json:
-	@set -e; src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	@set -e; src=$$(cd $(TOOLING) && $(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
 	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cp -r "$$src" "$$tmp/vulndb"; chmod -R u+w "$$tmp/vulndb"; \
 	  cd "$$tmp/vulndb" && git init -q && git add -A && \
 	  git -c user.name=vulndb -c user.email=vulndb@localhost commit -qm "golang.org/x/vulndb@$(VULNDB_VERSION)" && \
 	  rm -rf "$(CURDIR)/$(VULNDB)" && GOFLAGS=-mod=mod $(GO) run ./cmd/gendb -repo . -out "$(CURDIR)/$(VULNDB)"
 
-## vuln: govulncheck (pinned in go.mod as a tool) on every package, against $(VULNDB) (make lint runs it too)
-vuln: vulndb
-	$(GO) tool govulncheck -db file://$(CURDIR)/$(VULNDB) ./...
+## vuln: govulncheck (pinned in e2e/go.mod) on both modules, against $(VULNDB) (make lint runs it too)
+vuln: vulndb bin/govulncheck
+	bin/govulncheck -db file://$(CURDIR)/$(VULNDB) ./...
+	cd $(TOOLING) && ../bin/govulncheck -db file://$(CURDIR)/$(VULNDB) ./...
 
 ## build: a static binary in bin/lameduck
 build:
@@ -72,7 +86,7 @@ REHEARSE_FLAGS ?=
 ## rehearse: the long rollout rehearsal, no cluster: the real binary behind a kube-proxy-like balancer,
 ##   5 rollouts under 400 req/s; REHEARSE_FLAGS="-rollouts 10 -rate 800", or "-prestop 0" to see the race
 rehearse:
-	$(GO) run ./internal/rehearsal/cmd/rehearse $(REHEARSE_FLAGS)
+	cd $(TOOLING) && $(GO) run ./internal/rehearsal/cmd/rehearse $(REHEARSE_FLAGS)
 
 # --- image and kind deployment ------------------------------------------------
 IMAGE ?= lameduck:dev
@@ -131,19 +145,19 @@ soak: image
 # --- benchmarks -------------------------------------------------------------------
 BENCH_FLAGS ?=
 # the hostile mix (idle connections, unfinished 1 MiB headers, 100,000 distinct keys) vs the pod's memory
-# limit, written to internal/bench/HOSTILE.md; HOSTILE_FLAGS="-idle 8000" and so on, -h lists them
+# limit, written to e2e/internal/bench/HOSTILE.md; HOSTILE_FLAGS="-idle 8000" and so on, -h lists them
 HOSTILE_FLAGS ?=
-BENCH_MICRO ?= internal/bench/micro.txt
+BENCH_MICRO ?= $(CURDIR)/e2e/internal/bench/micro.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: bench
 
 ## bench: what the README promises, measured (~3 min): lameduck against plain net/http under wrk (installed
 ##   with apt-get if missing), shutdown overshoot, start-up, image size and memory, the job queue, and the Go
 ##   micro-benchmarks (raw output in $(BENCH_MICRO), for benchstat); prints one table and writes it to
-##   internal/bench/RESULTS.md. BENCH_FLAGS="-rounds 10 -round 10s" for longer runs; -h lists the flags
+##   e2e/internal/bench/RESULTS.md. BENCH_FLAGS="-rounds 10 -round 10s" for longer runs; -h lists the flags
 bench:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	@echo "go micro-benchmarks -> $(BENCH_MICRO)"
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/ > $(BENCH_MICRO)
-	$(GO) run ./internal/bench/cmd/bench -ldflags "$(LDFLAGS)" -micro $(BENCH_MICRO) $(BENCH_FLAGS)
-	$(GO) run ./internal/bench/cmd/hostile $(HOSTILE_FLAGS)
+	cd $(TOOLING) && $(GO) run ./internal/bench/cmd/bench -ldflags "$(LDFLAGS)" -micro $(BENCH_MICRO) $(BENCH_FLAGS)
+	cd $(TOOLING) && $(GO) run ./internal/bench/cmd/hostile $(HOSTILE_FLAGS)

@@ -124,8 +124,6 @@ func (p *proc) wait(timeout time.Duration) int {
 	return code
 }
 
-func (p *proc) exitCode() int { return p.ExitCode() }
-
 func (p *proc) signal(sig os.Signal) {
 	p.t.Helper()
 	if err := p.Signal(sig); err != nil {
@@ -133,7 +131,6 @@ func (p *proc) signal(sig os.Signal) {
 	}
 }
 
-func (p *proc) logText() string    { return p.Log() }
 func (p *proc) stderrText() string { return p.Stderr() }
 
 // status GETs url with a fresh connection and returns the status code, or

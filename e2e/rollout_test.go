@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lameduck/lameduck/internal/loadtest"
+	"github.com/lameduck/lameduck/e2e/internal/loadtest"
 )
 
 // params are the knobs of a run, from the environment (make soak raises them).

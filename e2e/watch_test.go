@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/lameduck/lameduck/internal/loadtest"
+	"github.com/lameduck/lameduck/e2e/internal/loadtest"
 )
 
 // watcher follows the lameduck pods while they live: it streams every pod's

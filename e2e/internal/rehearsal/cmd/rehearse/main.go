@@ -19,8 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lameduck/lameduck/internal/loadtest"
-	"github.com/lameduck/lameduck/internal/rehearsal"
+	"github.com/lameduck/lameduck/e2e/internal/loadtest"
+	"github.com/lameduck/lameduck/e2e/internal/rehearsal"
 )
 
 // Exit codes.

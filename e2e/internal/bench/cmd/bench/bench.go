@@ -21,7 +21,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/lameduck/lameduck/internal/bench/procfs"
+	"github.com/lameduck/lameduck/e2e/internal/bench/procfs"
 )
 
 // Targets, the numbers lameduck promises.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lameduck/lameduck/internal/loadtest"
+	"github.com/lameduck/lameduck/e2e/internal/loadtest"
 )
 
 func TestClassify(t *testing.T) {

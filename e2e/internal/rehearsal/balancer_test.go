@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/lameduck/lameduck/internal/rehearsal"
+	"github.com/lameduck/lameduck/e2e/internal/rehearsal"
 )
 
 // backend is a stand-in replica: its app answers its name, its admin /ready

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lameduck/lameduck/internal/loadtest"
+	"github.com/lameduck/lameduck/e2e/internal/loadtest"
 )
 
 // Config describes one rehearsal. Zero fields take the defaults noted,

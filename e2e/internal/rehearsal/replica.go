@@ -3,8 +3,8 @@ package rehearsal
 import (
 	"context"
 
+	"github.com/lameduck/lameduck/e2e/internal/loadtest"
 	"github.com/lameduck/lameduck/internal/binproc"
-	"github.com/lameduck/lameduck/internal/loadtest"
 )
 
 // Build compiles the lameduck binary into dir and returns its path.

@@ -12,12 +12,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 
+	"github.com/lameduck/lameduck/e2e/internal/manifest"
 	"github.com/lameduck/lameduck/internal/config"
-	"github.com/lameduck/lameduck/internal/manifest"
 )
 
 // k8sDir is the folder `kubectl apply -f k8s` applies.
-const k8sDir = "../../k8s"
+const k8sDir = "../../../k8s"
 
 func TestRealManifests(t *testing.T) {
 	m, err := manifest.Load(k8sDir)

@@ -34,7 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lameduck/lameduck/internal/bench/procfs"
+	"github.com/lameduck/lameduck/e2e/internal/bench/procfs"
 )
 
 type options struct {

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/lameduck/lameduck/internal/binproc"
 	"io"
 	"os"
 	"os/exec"
@@ -186,27 +187,24 @@ type binaries struct {
 }
 
 // build compiles lameduck as the Makefile's build target does (static,
-// -trimpath, ldflags), and the plain server the same way.
+// -trimpath, ldflags), and the plain server (of this, the tooling module) the
+// same way.
 func build(ctx context.Context, dir, ldflags string) (binaries, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	root, err := binproc.ModuleDir(ctx)
 	if err != nil {
-		return binaries{}, fmt.Errorf("find the module: go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return binaries{}, errors.New("find the module: not inside a Go module")
+		return binaries{}, err
 	}
 	b := binaries{
-		root:     filepath.Dir(gomod),
+		root:     root,
 		lameduck: filepath.Join(dir, "image", "lameduck"),
 		plain:    filepath.Join(dir, "plain"),
 	}
-	for _, t := range []struct{ out, pkg, ldflags string }{
-		{b.lameduck, ".", ldflags},
-		{b.plain, "./internal/bench/plain", "-s -w"},
+	for _, t := range []struct{ out, dir, pkg, ldflags string }{
+		{b.lameduck, root, ".", ldflags},
+		{b.plain, "", "github.com/lameduck/lameduck/e2e/internal/bench/plain", "-s -w"},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", t.ldflags, "-o", t.out, t.pkg)
-		cmd.Dir = b.root
+		cmd.Dir = t.dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return binaries{}, fmt.Errorf("go build %s: %w\n%s", t.pkg, err, out)

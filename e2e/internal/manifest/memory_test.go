@@ -7,8 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/lameduck/lameduck/e2e/internal/manifest"
 	"github.com/lameduck/lameduck/internal/config"
-	"github.com/lameduck/lameduck/internal/manifest"
 )
 
 // TestMemoryFits: at the ConfigMap's values, whatever clients do (every

@@ -10,8 +10,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/lameduck/lameduck/internal/loadtest"
-	"github.com/lameduck/lameduck/internal/rehearsal"
+	"github.com/lameduck/lameduck/e2e/internal/loadtest"
+	"github.com/lameduck/lameduck/e2e/internal/rehearsal"
 )
 
 // build is the lameduck binary, built once for every test that needs it.
