@@ -130,7 +130,9 @@ func TestMutations(t *testing.T) {
 		}, "selector must not use app.kubernetes.io/version"},
 		{"selector apart from the pod labels", func(m *manifest.Manifests) { m.Deployment.Spec.Template.Labels["app.kubernetes.io/name"] = "other" },
 			"does not match the pod template's labels"},
-		{"PDB selects other pods", func(m *manifest.Manifests) { m.PDB.Spec.Selector.MatchLabels["app.kubernetes.io/name"] = "lameduck-old" },
+		{"PDB selects other pods", func(m *manifest.Manifests) {
+			m.PDB.Spec.Selector.MatchLabels["app.kubernetes.io/name"] = "lameduck-old"
+		},
 			"PodDisruptionBudget lameduck: selector"},
 		{"no PDB", func(m *manifest.Manifests) { m.PDB = nil }, "no PodDisruptionBudget"},
 		{"replicas unset and no autoscaler", func(m *manifest.Manifests) { m.Deployment.Spec.Replicas = nil },
