@@ -132,8 +132,7 @@ func TestMutations(t *testing.T) {
 			"does not match the pod template's labels"},
 		{"PDB selects other pods", func(m *manifest.Manifests) {
 			m.PDB.Spec.Selector.MatchLabels["app.kubernetes.io/name"] = "lameduck-old"
-		},
-			"PodDisruptionBudget lameduck: selector"},
+		}, "PodDisruptionBudget lameduck: selector"},
 		{"no PDB", func(m *manifest.Manifests) { m.PDB = nil }, "no PodDisruptionBudget"},
 		{"replicas unset and no autoscaler", func(m *manifest.Manifests) { m.Deployment.Spec.Replicas = nil },
 			"set replicas, or add a HorizontalPodAutoscaler"},
