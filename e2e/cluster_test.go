@@ -61,7 +61,6 @@ func TestMain(m *testing.M) {
 
 func setUp() error {
 	env.image = getenv("IMAGE", "lameduck:dev")
-	env.nodePort = "http://127.0.0.1:30080"
 	env.keepAfter = os.Getenv("KEEP_CLUSTER") == "1"
 	name := os.Getenv("KIND_CLUSTER")
 	env.scenario = getenv("E2E_SCENARIO", scenarioRollout)
@@ -72,6 +71,11 @@ func setUp() error {
 		configFile, defaultName = "kind-multinode.yaml", "lameduck-e2e-drain"
 	default:
 		return fmt.Errorf("E2E_SCENARIO=%q: want %s or %s", env.scenario, scenarioRollout, scenarioDrain)
+	}
+	// Before any cluster: the Service must be reachable through this one.
+	var err error
+	if env.nodePort, err = nodePortURL(k8sDir, configFile); err != nil {
+		return err
 	}
 	env.provider = cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindcmd.NewLogger()))
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -20,24 +21,12 @@ import (
 	"github.com/lameduck/lameduck/internal/config"
 )
 
-// What the manifests must say. The e2e tests depend on Replicas and NodePort.
+// Names the manifests and the program share.
 const (
-	Replicas      = 3
-	NodePort      = 30080
-	AppPort       = "http"  // the container port serving /hello and /jobs
-	AdminPort     = "admin" // the container port serving /live, /ready, /metrics, /version
-	NonRootID     = 65532   // the image's numeric USER and group
-	appName       = "lameduck"
-	nameLabel     = "app.kubernetes.io/name"
-	instanceLabel = "app.kubernetes.io/instance"
+	AppPort      = "http"  // the container port serving /hello and /jobs
+	AdminPort    = "admin" // the container port serving /live, /ready, /metrics, /version
+	versionLabel = "app.kubernetes.io/version"
 )
-
-// recommendedLabels are Kubernetes' recommended labels; every object and the
-// pod template carries all of them.
-var recommendedLabels = []string{
-	nameLabel, instanceLabel, "app.kubernetes.io/version",
-	"app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
-}
 
 // Variables lists the environment variables lameduck reads, in the order
 // config.Config declares them: the same list `lameduck -h` prints.
@@ -54,12 +43,19 @@ func Variables() ([]string, error) {
 // what each object says, not what a cluster would default: a setting that
 // matters must be spelled out.
 //
+// It requires a Deployment, a ConfigMap, a Service and a PodDisruptionBudget,
+// and allows a HorizontalPodAutoscaler. The replica count, the Service type
+// and its node ports are the adopter's: Check only requires that the rollout
+// strategy and the budget hold at every count the Deployment may run at (its
+// replicas, or the autoscaler's minReplicas to maxReplicas).
+//
 // Check does not run config validation on the ConfigMap's values, because
 // config.Load reads the process environment; the tests do that with t.Setenv.
 func Check(m Manifests) error {
 	c := &checker{m: m}
 	c.objects()
 	c.configMap()
+	c.scale()
 	c.deployment()
 	c.service()
 	c.pdb()
@@ -71,13 +67,20 @@ func Check(m Manifests) error {
 type checker struct {
 	m    Manifests
 	errs []error
+	// fewest and most are the replica counts the Deployment may run at; 0
+	// when a problem (reported) leaves them unknown. scaler names who sets
+	// the count, for messages.
+	fewest, most int
+	scaler       string
 }
 
 func (c *checker) fail(format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf(format, args...))
 }
 
-// objects checks that every object is there, in one namespace, labelled.
+// objects checks that every object lameduck needs is there, all in one
+// namespace: envFrom, the Service, the budget and the autoscaler reach only
+// their own namespace.
 func (c *checker) objects() {
 	type object struct {
 		kind string
@@ -104,22 +107,13 @@ func (c *checker) objects() {
 	} else {
 		c.fail("no PodDisruptionBudget")
 	}
+	if h := c.m.HPA; h != nil {
+		objs = append(objs, object{"HorizontalPodAutoscaler", &h.ObjectMeta})
+	}
 	for _, o := range objs {
-		c.labels(o.kind+" "+o.meta.Name, o.meta.Labels)
 		if o.meta.Namespace != objs[0].meta.Namespace {
 			c.fail("%s %s: namespace %q differs from %s's %q", o.kind, o.meta.Name, o.meta.Namespace, objs[0].kind, objs[0].meta.Namespace)
 		}
-	}
-}
-
-func (c *checker) labels(what string, l map[string]string) {
-	for _, k := range recommendedLabels {
-		if l[k] == "" {
-			c.fail("%s: label %s missing", what, k)
-		}
-	}
-	if v, ok := l[nameLabel]; ok && v != appName {
-		c.fail("%s: label %s is %q; want %q", what, nameLabel, v, appName)
 	}
 }
 
@@ -192,20 +186,12 @@ func (c *checker) deployment() {
 		return
 	}
 	what := "Deployment " + d.Name
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != Replicas {
-		c.fail("%s: replicas must be %d", what, Replicas)
-	}
 	c.rollout(what, d.Spec.Strategy)
-	c.selector(what, d.Spec.Selector)
+	c.selector(what, d.Spec.Selector, d.Spec.Template.Labels)
 
-	pod := &d.Spec.Template
-	c.labels(what+": pod template", pod.Labels)
-	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil && !sel.Matches(labels.Set(pod.Labels)) {
-		c.fail("%s: selector %s does not match the pod template's labels", what, sel)
-	}
-	spec := &pod.Spec
+	spec := &d.Spec.Template.Spec
 	if spec.EnableServiceLinks == nil || *spec.EnableServiceLinks {
-		c.fail("%s: enableServiceLinks must be false: the Service %q would inject %s_* variables", what, appName, config.Prefix)
+		c.fail("%s: enableServiceLinks must be false: a Service named %q would inject %s_* variables", what, "lameduck", config.Prefix)
 	}
 	c.podSecurity(what, spec.SecurityContext)
 	if len(spec.Containers) != 1 {
@@ -242,32 +228,108 @@ func (c *checker) deployment() {
 	}
 }
 
-// rollout checks that a new pod is ready before an old one stops.
+// scale finds the replica counts the Deployment may run at: its replicas, or
+// the range of the HorizontalPodAutoscaler that scales it, which must then
+// own the count alone.
+func (c *checker) scale() {
+	d, h := c.m.Deployment, c.m.HPA
+	if h != nil {
+		c.hpa(h)
+	}
+	if d == nil {
+		return
+	}
+	what := "Deployment " + d.Name
+	switch {
+	case h != nil && d.Spec.Replicas != nil:
+		c.fail("%s: replicas is set while HorizontalPodAutoscaler %s scales it: every apply would reset the count the autoscaler chose; remove replicas", what, h.Name)
+	case h != nil:
+		// c.hpa set the range, or reported why not.
+	case d.Spec.Replicas == nil:
+		c.fail("%s: set replicas, or add a HorizontalPodAutoscaler to scale it (unset, the API makes it 1)", what)
+	case *d.Spec.Replicas < 1:
+		c.fail("%s: replicas is %d; want at least 1, or nothing serves", what, *d.Spec.Replicas)
+	default:
+		c.fewest, c.most = int(*d.Spec.Replicas), int(*d.Spec.Replicas)
+		c.scaler = "replicas"
+	}
+}
+
+// hpa checks that the autoscaler scales lameduck's Deployment within a range
+// that starts at one replica or more, and sets that range.
+func (c *checker) hpa(h *autoscalingv2.HorizontalPodAutoscaler) {
+	what := "HorizontalPodAutoscaler " + h.Name
+	ok := true
+	ref := h.Spec.ScaleTargetRef
+	if d := c.m.Deployment; d != nil && (ref.Kind != "Deployment" || ref.APIVersion != "apps/v1" || ref.Name != d.Name) {
+		c.fail("%s: scaleTargetRef is %s %s %q; want apps/v1 Deployment %q", what, ref.APIVersion, ref.Kind, ref.Name, d.Name)
+		ok = false
+	}
+	fewest := int32(1) // the API's default
+	if h.Spec.MinReplicas != nil {
+		fewest = *h.Spec.MinReplicas
+	}
+	if fewest < 1 {
+		c.fail("%s: minReplicas is %d; want at least 1, or nothing serves", what, fewest)
+		ok = false
+	}
+	if h.Spec.MaxReplicas < fewest {
+		c.fail("%s: maxReplicas %d is below minReplicas %d", what, h.Spec.MaxReplicas, fewest)
+		ok = false
+	}
+	if ok {
+		c.fewest, c.most = int(fewest), int(h.Spec.MaxReplicas)
+		c.scaler = what
+	}
+}
+
+// rollout checks that a new pod is ready before an old one stops, at every
+// replica count the Deployment may run at.
 func (c *checker) rollout(what string, s appsv1.DeploymentStrategy) {
 	if s.Type != appsv1.RollingUpdateDeploymentStrategyType {
 		c.fail("%s: strategy type is %q; want %s", what, s.Type, appsv1.RollingUpdateDeploymentStrategyType)
 	}
 	ru := s.RollingUpdate
 	if ru == nil || ru.MaxUnavailable == nil || ru.MaxSurge == nil {
-		c.fail("%s: set rollingUpdate maxUnavailable 0 and maxSurge 1 explicitly", what)
+		c.fail("%s: set rollingUpdate maxUnavailable (0) and maxSurge (1 or more) explicitly", what)
 		return
 	}
-	// Rounded as the Deployment controller rounds them.
-	if n, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxUnavailable, Replicas, false); err != nil || n != 0 {
+	if c.most == 0 {
+		return // the counts are unknown: reported
+	}
+	// Rounded as the Deployment controller rounds them: maxUnavailable down,
+	// so it is largest at the most replicas; maxSurge up, so it is smallest
+	// at the fewest.
+	if n, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxUnavailable, c.most, false); err != nil || n != 0 {
 		c.fail("%s: rollingUpdate maxUnavailable is %s; want 0, so capacity never drops during a rollout", what, ru.MaxUnavailable)
 	}
-	if n, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxSurge, Replicas, true); err != nil || n != 1 {
-		c.fail("%s: rollingUpdate maxSurge is %s; want 1", what, ru.MaxSurge)
+	if n, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxSurge, c.fewest, true); err != nil || n < 1 {
+		c.fail("%s: rollingUpdate maxSurge is %s; want 1 or more, so a new pod starts before an old one stops", what, ru.MaxSurge)
 	}
 }
 
-// selector checks a workload selector: it must use the name and instance
-// labels only, since a selector is immutable and a version in it would break
-// the next update.
-func (c *checker) selector(what string, s *metav1.LabelSelector) {
-	want := []string{instanceLabel, nameLabel}
-	if s == nil || len(s.MatchExpressions) > 0 || !slices.Equal(slices.Sorted(maps.Keys(s.MatchLabels)), want) {
-		c.fail("%s: selector must be matchLabels on %s and %s only", what, nameLabel, instanceLabel)
+// selector checks a workload selector: it must select the pod template, and
+// not on the version label, since a selector is immutable and a version in it
+// would break the next update.
+func (c *checker) selector(what string, s *metav1.LabelSelector, podLabels map[string]string) {
+	sel, err := metav1.LabelSelectorAsSelector(s)
+	switch {
+	case s == nil || err == nil && sel.Empty():
+		c.fail("%s: no selector", what)
+	case err != nil:
+		c.fail("%s: selector: %w", what, err)
+	case !sel.Matches(labels.Set(podLabels)):
+		c.fail("%s: selector %s does not match the pod template's labels", what, sel)
+	}
+	if s == nil {
+		return
+	}
+	uses := hasKey(s.MatchLabels, versionLabel)
+	for _, e := range s.MatchExpressions {
+		uses = uses || e.Key == versionLabel
+	}
+	if uses {
+		c.fail("%s: selector must not use %s: a selector cannot change, and the version changes with every release", what, versionLabel)
 	}
 }
 
@@ -415,14 +477,14 @@ func (c *checker) podSecurity(what string, sc *corev1.PodSecurityContext) {
 	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 		c.fail("%s: securityContext runAsNonRoot must be true", what)
 	}
-	if sc.RunAsUser == nil || *sc.RunAsUser != NonRootID {
-		c.fail("%s: securityContext runAsUser must be %d", what, NonRootID)
+	if sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+		c.fail("%s: securityContext runAsUser must not be 0 (root)", what)
 	}
-	if sc.RunAsGroup == nil || *sc.RunAsGroup != NonRootID {
-		c.fail("%s: securityContext runAsGroup must be %d", what, NonRootID)
+	if sc.RunAsGroup != nil && *sc.RunAsGroup == 0 {
+		c.fail("%s: securityContext runAsGroup must not be 0 (root)", what)
 	}
-	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-		c.fail("%s: securityContext seccompProfile must be %s", what, corev1.SeccompProfileTypeRuntimeDefault)
+	if p := sc.SeccompProfile; p == nil || p.Type != corev1.SeccompProfileTypeRuntimeDefault && p.Type != corev1.SeccompProfileTypeLocalhost {
+		c.fail("%s: securityContext seccompProfile must be %s (or %s)", what, corev1.SeccompProfileTypeRuntimeDefault, corev1.SeccompProfileTypeLocalhost)
 	}
 }
 
@@ -455,16 +517,17 @@ func (c *checker) service() {
 		return
 	}
 	what := "Service " + s.Name
-	if s.Spec.Type != corev1.ServiceTypeNodePort {
-		c.fail("%s: type is %q; want %s (the kind e2e reaches it on node port %d)", what, s.Spec.Type, corev1.ServiceTypeNodePort, NodePort)
+	if s.Spec.Type == corev1.ServiceTypeExternalName {
+		c.fail("%s: type %s routes to no pods; want %s, %s or %s", what, s.Spec.Type,
+			corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer)
 	}
 	if len(s.Spec.Selector) == 0 {
 		c.fail("%s: no selector", what)
 	} else if d := c.m.Deployment; d != nil && !labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
 		c.fail("%s: selector %v does not match the Deployment's pod labels", what, s.Spec.Selector)
 	}
-	if len(s.Spec.Ports) != 1 {
-		c.fail("%s: want one port (the app port), got %d", what, len(s.Spec.Ports))
+	if len(s.Spec.Ports) == 0 {
+		c.fail("%s: no ports: want the app port %q", what, AppPort)
 	}
 	var ports map[string]int32
 	if d := c.m.Deployment; d != nil && len(d.Spec.Template.Spec.Containers) == 1 {
@@ -487,10 +550,6 @@ func (c *checker) service() {
 			c.fail("%s: port %d: targetPort is %q; want %q", what, p.Port, t.StrVal, AppPort)
 		case ports != nil && !hasKey(ports, t.StrVal):
 			c.fail("%s: port %d: targetPort %q is not a container port", what, p.Port, t.StrVal)
-		default:
-			if p.NodePort != NodePort {
-				c.fail("%s: port %d: nodePort is %d; want %d (the kind e2e maps the host to it)", what, p.Port, p.NodePort, NodePort)
-			}
 		}
 	}
 }
@@ -512,22 +571,45 @@ func (c *checker) pdb() {
 	case c.m.Deployment != nil && !sel.Matches(labels.Set(c.m.Deployment.Spec.Template.Labels)):
 		c.fail("%s: selector %s does not match the Deployment's pod labels", what, sel)
 	}
-	var allowed int
-	switch mu, ma := p.Spec.MaxUnavailable, p.Spec.MinAvailable; {
-	case (mu == nil) == (ma == nil):
+	mu, ma := p.Spec.MaxUnavailable, p.Spec.MinAvailable
+	if (mu == nil) == (ma == nil) {
 		c.fail("%s: set one of minAvailable and maxUnavailable", what)
 		return
-	case mu != nil:
-		allowed, err = intstr.GetScaledValueFromIntOrPercent(mu, Replicas, true)
-	default:
-		var least int
-		least, err = intstr.GetScaledValueFromIntOrPercent(ma, Replicas, true)
-		allowed = Replicas - least
 	}
-	if err != nil {
+	if c.most == 0 {
+		return // the counts are unknown: reported
+	}
+	// How many of n pods the budget lets a drain take at once. Both rules
+	// below only get easier with more pods, so they are checked at the fewest
+	// replicas each applies to.
+	allowed := func(n int) (int, error) {
+		if mu != nil {
+			return intstr.GetScaledValueFromIntOrPercent(mu, n, true)
+		}
+		least, err := intstr.GetScaledValueFromIntOrPercent(ma, n, true)
+		return n - least, err
+	}
+	at := func(n int) string {
+		if c.scaler == "replicas" {
+			return fmt.Sprintf("at replicas %d", n)
+		}
+		return fmt.Sprintf("at %d replicas (%s scales %d to %d)", n, c.scaler, c.fewest, c.most)
+	}
+	n := c.fewest
+	a, err := allowed(n)
+	switch {
+	case err != nil:
 		c.fail("%s: %w", what, err)
-	} else if allowed < 1 || allowed >= Replicas {
-		c.fail("%s: allows %d of %d pods disrupted at once; want at least 1 (or drains block) and fewer than %d", what, allowed, Replicas, Replicas)
+		return
+	case a < 1:
+		c.fail("%s: %s it allows %d pods disrupted; want at least 1, or node drains block", what, at(n), a)
+	}
+	// One pod alone cannot be both drained and kept; from two on, a drain
+	// must leave one serving.
+	if n = max(c.fewest, 2); n <= c.most {
+		if a, _ := allowed(n); a >= n {
+			c.fail("%s: %s it allows all %d pods disrupted at once; want fewer", what, at(n), a)
+		}
 	}
 }
 

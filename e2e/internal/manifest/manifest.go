@@ -1,12 +1,19 @@
 // Package manifest loads lameduck's Kubernetes manifests (the k8s/ folder that
-// `kubectl apply -f k8s` applies) into typed API objects, and checks them
-// against what the program needs to lose nothing during a rolling update: the
-// shutdown budget fits in the grace period, the ConfigMap sets exactly the
-// variables the program reads, probes hit named ports of the container, the
-// Service exposes the app port and not the admin port, and so on.
+// `kubectl apply -f k8s` applies, or what kustomize renders from an overlay of
+// it) into typed API objects, and checks them against what the program needs
+// to lose nothing during a rolling update: the shutdown budget fits in the
+// grace period, the ConfigMap sets exactly the variables the program reads,
+// probes hit the admin port of the container, the Service exposes the app
+// port and not the admin port, the pod runs restricted, and so on.
 //
-// Load is strict: an unknown field, a duplicate field or a kind lameduck does
-// not deploy is an error, so a typo cannot silently drop a setting.
+// What an adopter chooses is left free: the replica count (or none, when a
+// HorizontalPodAutoscaler owns it), an autoscaler, the Service type. Check
+// only holds such a choice to what keeps a rollout safe, as an autoscaler
+// whose fewest replicas still let the PodDisruptionBudget allow a drain.
+//
+// Load and Decode are strict: an unknown field, a duplicate field or a kind
+// lameduck does not deploy is an error, so a typo cannot silently drop a
+// setting.
 package manifest
 
 import (
@@ -20,6 +27,7 @@ import (
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,13 +37,15 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Manifests holds lameduck's objects, one of each kind it deploys. A kind
-// that Load did not find is nil; Check reports it.
+// Manifests holds lameduck's objects, at most one of each kind it deploys. A
+// kind that Load did not find is nil; Check reports the missing ones it
+// needs. HPA is optional.
 type Manifests struct {
 	Deployment *appsv1.Deployment
 	ConfigMap  *corev1.ConfigMap
 	Service    *corev1.Service
 	PDB        *policyv1.PodDisruptionBudget
+	HPA        *autoscalingv2.HorizontalPodAutoscaler
 }
 
 // extensions are the file extensions `kubectl apply -f DIR` reads.
@@ -48,6 +58,7 @@ var decoder = func() runtime.Decoder {
 	utilruntime.Must(corev1.AddToScheme(scheme))
 	utilruntime.Must(appsv1.AddToScheme(scheme))
 	utilruntime.Must(policyv1.AddToScheme(scheme))
+	utilruntime.Must(autoscalingv2.AddToScheme(scheme))
 	return serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
 }()
 
@@ -88,6 +99,15 @@ func Load(path string) (Manifests, error) {
 		errs = append(errs, m.decode(f, data))
 	}
 	return m, errors.Join(errs...)
+}
+
+// Decode decodes every document of data, a multi-document YAML or JSON
+// stream such as `kubectl kustomize` prints, as Load decodes a file; name
+// says where data came from in errors.
+func Decode(name string, data []byte) (Manifests, error) {
+	var m Manifests
+	err := m.decode(name, data)
+	return m, err
 }
 
 // decode adds the objects of every document in data, read from file, to m.
@@ -144,8 +164,13 @@ func (m *Manifests) add(raw []byte) error {
 			return second(gvk.Kind, o.Name)
 		}
 		m.PDB = o
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		if m.HPA != nil {
+			return second(gvk.Kind, o.Name)
+		}
+		m.HPA = o
 	default:
-		return fmt.Errorf("kind %s is not one lameduck deploys (Deployment, ConfigMap, Service, PodDisruptionBudget)", gvk.GroupKind())
+		return fmt.Errorf("kind %s is not one lameduck deploys (Deployment, ConfigMap, Service, PodDisruptionBudget, HorizontalPodAutoscaler)", gvk.GroupKind())
 	}
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/lameduck/lameduck/e2e/internal/manifest"
 	"github.com/lameduck/lameduck/internal/config"
@@ -20,15 +19,40 @@ import (
 const k8sDir = "../../../k8s"
 
 func TestRealManifests(t *testing.T) {
-	m, err := manifest.Load(k8sDir)
-	if err != nil {
-		t.Fatalf("Load(%q): %v", k8sDir, err)
-	}
+	m := loadK8s(t)
 	if m.Deployment == nil || m.ConfigMap == nil || m.Service == nil || m.PDB == nil {
 		t.Fatalf("Load(%q) = %+v; want a Deployment, a ConfigMap, a Service and a PodDisruptionBudget", k8sDir, m)
 	}
-	if err := manifest.Check(m); err != nil {
-		t.Errorf("Check(%s):\n%v", k8sDir, err)
+	if err := validate(t, m); err != nil {
+		t.Errorf("validate(%s):\n%v", k8sDir, err)
+	}
+}
+
+// TestDecodeFixtures: what must fail before any check can run stays YAML, in
+// testdata/invalid-*.yaml, each with the error it must cause.
+func TestDecodeFixtures(t *testing.T) {
+	tests := map[string]string{ // fixture: part of the error it must cause
+		"invalid-unknown-field.yaml": `unknown field "spec.template.spec.containers[0].readinesProbe"`,
+		"invalid-unknown-kind.yaml":  `no kind "Ingress" is registered`,
+		"invalid-hpa-v1.yaml":        `no kind "HorizontalPodAutoscaler" is registered for version "autoscaling/v1"`,
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if _, ok := tests[filepath.Base(f)]; !ok {
+			t.Errorf("fixture %s has no entry in the table", f)
+		}
+	}
+	for name, want := range tests {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("testdata", name)
+			_, err := manifest.Load(path)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Load(%s) = %v; want an error containing %q", path, err, want)
+			}
+		})
 	}
 }
 
@@ -36,10 +60,7 @@ func TestRealManifests(t *testing.T) {
 // configuration code rather than Check's: what config.Load makes of the
 // ConfigMap fits in the pod's grace period, and knows its length.
 func TestGracePeriod(t *testing.T) {
-	m, err := manifest.Load(k8sDir)
-	if err != nil {
-		t.Fatalf("Load(%q): %v", k8sDir, err)
-	}
+	m := loadK8s(t)
 	cfg, err := loadConfig(t, m.ConfigMap)
 	if err != nil {
 		t.Fatalf("config.Load() with the ConfigMap's values: %v", err)
@@ -81,70 +102,6 @@ func TestVariables(t *testing.T) {
 		if !slices.Contains(vars, want) {
 			t.Errorf("Variables() = %q; want it to contain %s", vars, want)
 		}
-	}
-}
-
-// TestFixtures runs each testdata fixture through Load, Check and config.Load.
-// A valid-* fixture must pass; an invalid-* one must fail, and for the reason
-// its entry names, so that it cannot pass the test by failing on something else.
-func TestFixtures(t *testing.T) {
-	tests := map[string]string{ // fixture: part of the error it must cause; "" for valid
-		"valid-all-in-one.yaml":              "",
-		"invalid-unknown-field.yaml":         `unknown field "spec.template.spec.containers[0].readinesProbe"`,
-		"invalid-unknown-kind.yaml":          `no kind "Ingress" is registered`,
-		"invalid-grace-too-short.yaml":       "terminationGracePeriodSeconds 20s is too short",
-		"invalid-grace-mismatch.yaml":        "terminationGracePeriodSeconds is 1m0s but LAMEDUCK_GRACE_PERIOD is 30s",
-		"invalid-prestop-exec.yaml":          "preStop exec hook cannot run",
-		"invalid-probe-missing-port.yaml":    `readinessProbe port "metrics" is not a container port`,
-		"invalid-probe-numeric-port.yaml":    "livenessProbe port 8086 must name a container port",
-		"invalid-readiness-slow.yaml":        "readinessProbe periodSeconds is 5",
-		"invalid-rollout.yaml":               "maxUnavailable is 1; want 0",
-		"invalid-security.yaml":              "readOnlyRootFilesystem must be true",
-		"invalid-selector-version.yaml":      "Deployment lameduck: selector must be",
-		"invalid-service-exposes-admin.yaml": "port 8086 exposes the admin port",
-		"invalid-service-links.yaml":         "enableServiceLinks must be false",
-		"invalid-pdb-selector.yaml":          "PodDisruptionBudget lameduck: selector",
-		"invalid-variables.yaml":             "LAMEDUCK_WORKERS missing",
-		"invalid-config-value.yaml":          "LAMEDUCK_LOG_FORMAT: must be json or text",
-	}
-	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if _, ok := tests[filepath.Base(f)]; !ok {
-			t.Errorf("fixture %s has no entry in the table", f)
-		}
-	}
-	for name, want := range tests {
-		t.Run(name, func(t *testing.T) {
-			err := validate(t, filepath.Join("testdata", name))
-			switch {
-			case want == "" && err != nil:
-				t.Errorf("validate(%s) = %v; want nil", name, err)
-			case want != "" && err == nil:
-				t.Errorf("validate(%s) = nil; want an error containing %q", name, want)
-			case want != "" && !strings.Contains(err.Error(), want):
-				t.Errorf("validate(%s) = %v; want an error containing %q", name, err, want)
-			}
-		})
-	}
-}
-
-// TestFixtureBase keeps the fixtures honest: their base holds the same objects
-// as k8s/, so each invalid-* fixture is the real manifests with one thing wrong.
-func TestFixtureBase(t *testing.T) {
-	const base = "testdata/valid-all-in-one.yaml"
-	got, err := manifest.Load(base)
-	if err != nil {
-		t.Fatalf("Load(%q): %v", base, err)
-	}
-	want, err := manifest.Load(k8sDir)
-	if err != nil {
-		t.Fatalf("Load(%q): %v", k8sDir, err)
-	}
-	if !equality.Semantic.DeepEqual(got, want) {
-		t.Errorf("Load(%q) differs from Load(%q): update the fixtures from k8s/", base, k8sDir)
 	}
 }
 
@@ -190,20 +147,30 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// validate is every check a manifest set must pass: Load, Check, and
-// config.Load on the ConfigMap's values.
-func validate(t *testing.T, path string) error {
+// validate is every check a manifest set must pass: Check, config.Load on
+// the ConfigMap's values (the program's own validation), and CheckMemory at
+// what config.Load makes of them.
+func validate(t *testing.T, m manifest.Manifests) error {
 	t.Helper()
-	m, err := manifest.Load(path)
-	if err != nil {
-		return err
-	}
 	errs := []error{manifest.Check(m)}
 	if m.ConfigMap != nil {
-		_, err := loadConfig(t, m.ConfigMap)
+		cfg, err := loadConfig(t, m.ConfigMap)
 		errs = append(errs, err)
+		if err == nil {
+			errs = append(errs, manifest.CheckMemory(m, cfg))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// loadK8s loads the shipped manifests, a fresh copy for each caller to change.
+func loadK8s(t *testing.T) manifest.Manifests {
+	t.Helper()
+	m, err := manifest.Load(k8sDir)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", k8sDir, err)
+	}
+	return m
 }
 
 // loadConfig runs config.Load with exactly the ConfigMap's variables set, as
