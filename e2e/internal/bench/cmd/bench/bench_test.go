@@ -102,19 +102,6 @@ func TestFormat(t *testing.T) {
 	}
 }
 
-func TestLineWriter(t *testing.T) {
-	var lines []string
-	w := &lineWriter{fn: func(b []byte) { lines = append(lines, string(b)) }}
-	for _, s := range []string{"a", "b\nc\n", "\nd", "e\n", "partial"} {
-		if _, err := w.Write([]byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if want := []string{"ab", "c", "", "de"}; !slices.Equal(lines, want) {
-		t.Errorf("lines = %q; want %q", lines, want)
-	}
-}
-
 func TestRenderTableEscapesPipes(t *testing.T) {
 	got := renderTable([]row{{"a|b", "", "x", "pass"}})
 	if !strings.Contains(got, `| a\|b | — | x | pass |`) {

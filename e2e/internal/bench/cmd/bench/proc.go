@@ -5,136 +5,63 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/lameduck/lameduck/internal/binproc"
 )
 
-// proc is one running server (lameduck or plain) started by the harness.
+// proc is one running server (lameduck or plain) started by the harness,
+// through binproc, which the whole-binary tests and the rehearsal share.
 type proc struct {
+	*binproc.Process
 	name      string
 	started   time.Time // just before the fork
 	httpAddr  string    // from the "serving" record
 	adminAddr string    // from the "serving" record; lameduck only
-
-	cmd    *exec.Cmd
-	onLine func([]byte) // every line of standard output, called from one goroutine
-	exited chan struct{}
-
-	mu       sync.Mutex
-	log      bytes.Buffer // standard output and error, for error messages
-	serving  chan servingRecord
-	complete bool // logged msg="shutdown complete"
-	exitedAt time.Time
-	exitCode int
 }
 
-type servingRecord struct {
-	Msg       string `json:"msg"`
-	HTTPAddr  string `json:"http_addr"`
-	AdminAddr string `json:"admin_addr"`
-}
-
-// startProc runs binary with env added to a cleaned environment and returns
-// once it has printed its msg="serving" record. onLine, when not nil, sees
-// every line of its standard output.
+// startProc runs binary with env added to a clean environment and returns
+// once it logs "serving" (10 s at most). onLine, when set, sees every line of
+// standard output; the harness then keeps only the lifecycle records, not
+// one per job.
 func startProc(ctx context.Context, name, binary string, env []string, onLine func([]byte)) (*proc, error) {
-	cmd := exec.Command(binary)
-	cmd.Env = append(cleanEnv(os.Environ()), env...)
-	// The kernel kills a server whose harness dies, so none outlives a run.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: name, cmd: cmd, onLine: onLine, exited: make(chan struct{}), serving: make(chan servingRecord, 1)}
-	cmd.Stdout = &lineWriter{fn: p.line}
-	cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.log}
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cfg := binproc.Config{Name: name, Env: env, OnLine: onLine}
+	if onLine != nil {
+		cfg.Keep = func(binproc.Record) bool { return false }
 	}
-	go func() {
-		_ = cmd.Wait()
-		at := time.Now()
-		p.mu.Lock()
-		p.exitedAt, p.exitCode = at, cmd.ProcessState.ExitCode()
-		p.mu.Unlock()
-		close(p.exited)
-	}()
-	timer := time.NewTimer(10 * time.Second)
-	defer timer.Stop()
-	select {
-	case rec := <-p.serving:
-		p.httpAddr, p.adminAddr = rec.HTTPAddr, rec.AdminAddr
-		return p, nil
-	case <-p.exited:
-		return nil, fmt.Errorf("start %s: exited with code %d before serving:\n%s", name, p.ExitCode(), p.Log())
-	case <-timer.C:
-		p.Kill()
-		return nil, fmt.Errorf("start %s: not serving after 10s:\n%s", name, p.Log())
-	case <-ctx.Done():
-		p.Kill()
-		return nil, fmt.Errorf("start %s: %w", name, context.Cause(ctx))
+	bp, err := binproc.Start(ctx, binary, cfg)
+	if err != nil {
+		return nil, err
 	}
+	return &proc{Process: bp, name: name, started: bp.Started, httpAddr: bp.HTTPAddr, adminAddr: bp.AdminAddr}, nil
 }
 
-func (p *proc) line(b []byte) {
-	var rec servingRecord
-	if bytes.Contains(b, []byte(`"msg":"`)) && json.Unmarshal(b, &rec) == nil {
-		switch rec.Msg {
-		case "serving":
-			select {
-			case p.serving <- rec:
-			default:
-			}
-		case "shutdown complete":
-			p.mu.Lock()
-			p.complete = true
-			p.mu.Unlock()
-		}
-	}
-	if p.onLine != nil {
-		p.onLine(b)
-		return // the caller keeps what it needs; the harness does not hold every job record
-	}
-	p.mu.Lock()
-	p.log.Write(b)
-	p.log.WriteByte('\n')
-	p.mu.Unlock()
-}
-
-// Pid is the process id.
-func (p *proc) Pid() int { return p.cmd.Process.Pid }
-
-// Terminate sends SIGTERM and returns when it did.
+// Terminate sends SIGTERM and returns when it went.
 func (p *proc) Terminate() (time.Time, error) {
-	t := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return t, fmt.Errorf("terminate %s: %w", p.name, err)
+	if err := p.Process.Terminate(); err != nil {
+		return time.Time{}, err
 	}
-	return t, nil
+	return p.Terminated(), nil
 }
 
-// Wait waits at most d for the process to exit and reports whether it did.
+// Wait reports whether the process exited within d.
 func (p *proc) Wait(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.exited:
-		return true
-	case <-t.C:
-		return false
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, err := p.Process.Wait(ctx)
+	return err == nil
 }
 
-// Stop sends SIGTERM, waits up to 20 s, then kills. It is safe to call after
-// the process has exited.
+// Stop terminates the process and waits up to 20 s, then kills it.
 func (p *proc) Stop() {
 	select {
-	case <-p.exited:
+	case <-p.Exited():
 		return
 	default:
 	}
@@ -144,98 +71,8 @@ func (p *proc) Stop() {
 	p.Kill()
 }
 
-// Kill sends SIGKILL unless the process has exited, and waits until it has.
-func (p *proc) Kill() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-}
-
-// ExitedAt is when the process was seen to exit; ExitCode its code (-1 for
-// a signal). Both are valid once Wait has returned true.
-func (p *proc) ExitedAt() time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.exitedAt
-}
-
-func (p *proc) ExitCode() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.exitCode
-}
-
 // Complete reports whether the process logged msg="shutdown complete".
-func (p *proc) Complete() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.complete
-}
-
-// Log returns what the process wrote (standard error, and standard output
-// when no onLine took it).
-func (p *proc) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// cleanEnv drops the variables that would change what is measured:
-// LAMEDUCK_* and the Go runtime's knobs. The harness sets what it needs.
-func cleanEnv(env []string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(name, "LAMEDUCK_"),
-			name == "GOMAXPROCS", name == "GOGC", name == "GOMEMLIMIT", name == "GODEBUG":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-// lineWriter calls fn with each complete line written to it. exec.Cmd
-// writes from a single goroutine.
-type lineWriter struct {
-	fn   func([]byte)
-	part []byte
-}
-
-func (w *lineWriter) Write(b []byte) (int, error) {
-	n := len(b)
-	for {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			w.part = append(w.part, b...)
-			return n, nil
-		}
-		if len(w.part) > 0 {
-			w.part = append(w.part, b[:i]...)
-			w.fn(w.part)
-			w.part = w.part[:0]
-		} else {
-			w.fn(b[:i])
-		}
-		b = b[i+1:]
-	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(b)
-}
+func (p *proc) Complete() bool { return p.Find("shutdown complete") != nil }
 
 // cpuTicks returns the user and system CPU time pid has used, in clock
 // ticks of 1/100 s (Linux's USER_HZ).

@@ -15,10 +15,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,15 +23,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/lameduck/lameduck/e2e/internal/bench/procfs"
+	"github.com/lameduck/lameduck/internal/binproc"
 )
 
 type options struct {
@@ -73,42 +69,49 @@ func run(o options) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		o.binary = filepath.Join(dir, "lameduck")
-		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", o.binary, ".")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
+		if o.binary, err = binproc.Build(context.Background(), dir, "-trimpath", "-ldflags", "-s -w"); err != nil {
 			return fmt.Errorf("build: %w", err)
 		}
 	}
-	srv, err := start(o)
+	env := []string{"GOMEMLIMIT=" + o.gomemlimit}
+	if o.env != "" {
+		env = append(env, strings.Split(o.env, ",")...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := binproc.Start(ctx, o.binary, binproc.Config{Env: env, Keep: func(binproc.Record) bool { return false }})
 	if err != nil {
 		return err
 	}
-	defer srv.kill()
-	base := "http://" + srv.app
+	defer srv.Kill()
+	base := "http://" + srv.HTTPAddr
 
 	started := time.Now()
 	var wg sync.WaitGroup
 	var idle, big *idleConns
 	var keys *keyResult
-	wg.Go(func() { idle = openIdle(srv.app, o.idle, o.dialers) })
-	wg.Go(func() { big = openHeaders(srv.app, o.headers, o.headerBytes, o.dialers) })
+	wg.Go(func() { idle = openIdle(srv.HTTPAddr, o.idle, o.dialers) })
+	wg.Go(func() { big = openHeaders(srv.HTTPAddr, o.headers, o.headerBytes, o.dialers) })
 	wg.Go(func() { keys = postKeys(base, o.keys, o.keyBytes, o.workers) })
 	wg.Wait()
 	mixFor := time.Since(started)
 	time.Sleep(time.Second) // the server settles (the GC runs) before the reading
-	_, hwm, err := procfs.Mem(srv.cmd.Process.Pid)
+	_, hwm, err := procfs.Mem(srv.Pid())
 	if err != nil {
 		return err
 	}
 	stillIdle, stillBig := idle.open(), big.open()
-	m := scrape("http://" + srv.admin + "/metrics")
+	m := scrape("http://" + srv.AdminAddr + "/metrics")
 	idle.close()
 	big.close()
 
-	_ = srv.cmd.Process.Signal(syscall.SIGTERM)
-	code := srv.wait(60 * time.Second)
+	_ = srv.Terminate()
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancelWait()
+	code, err := srv.Wait(waitCtx)
+	if err != nil {
+		code = -1
+	}
 
 	mib := func(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 	verdict := "fits"
@@ -156,78 +159,6 @@ func envNote(env string) string {
 		return ", defaults"
 	}
 	return ", " + env
-}
-
-// server is the lameduck process under test.
-type server struct {
-	cmd        *exec.Cmd
-	app, admin string
-	exited     chan struct{}
-}
-
-func start(o options) (*server, error) {
-	cmd := exec.Command(o.binary)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "GOMEMLIMIT=" + o.gomemlimit,
-		"LAMEDUCK_HTTP_ADDR=127.0.0.1:0", "LAMEDUCK_ADMIN_ADDR=127.0.0.1:0"}
-	if o.env != "" {
-		cmd.Env = append(cmd.Env, strings.Split(o.env, ",")...)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &server{cmd: cmd, exited: make(chan struct{})}
-	serving := make(chan struct{ HTTPAddr, AdminAddr string }, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() { // every line is read (a full pipe would stall the server), one is kept
-			if bytes.Contains(sc.Bytes(), []byte(`"msg":"serving"`)) {
-				var rec struct {
-					HTTPAddr  string `json:"http_addr"`
-					AdminAddr string `json:"admin_addr"`
-				}
-				_ = json.Unmarshal(sc.Bytes(), &rec)
-				serving <- struct{ HTTPAddr, AdminAddr string }(rec)
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
-	select {
-	case rec := <-serving:
-		s.app, s.admin = rec.HTTPAddr, rec.AdminAddr
-		return s, nil
-	case <-s.exited:
-		return nil, errors.New("lameduck exited before serving")
-	case <-time.After(20 * time.Second):
-		s.kill()
-		return nil, errors.New("lameduck not serving after 20s")
-	}
-}
-
-func (s *server) wait(d time.Duration) int {
-	select {
-	case <-s.exited:
-		return s.cmd.ProcessState.ExitCode()
-	case <-time.After(d):
-		return -1
-	}
-}
-
-func (s *server) kill() {
-	select {
-	case <-s.exited:
-	default:
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
 }
 
 // idleConns are connections the mix holds open.
