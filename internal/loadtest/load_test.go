@@ -1,9 +1,11 @@
 package loadtest_test
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -224,5 +226,74 @@ func TestLoadRateIgnoresTheDrain(t *testing.T) {
 	}
 	if err := rep.RateError(0.5); err != nil {
 		t.Errorf("RateError(0.5) = %v; want nil (%d requests in %s)", err, rep.Requests, rep.Duration)
+	}
+}
+
+// TestLoadH2C: the h2c stream speaks HTTP/2 with prior knowledge on
+// H2CConns pooled connections, alternating GETs and key-less job POSTs;
+// when every answer carries Connection: close (a server draining, which
+// net/http turns into a GOAWAY), it moves to new connections and loses
+// nothing.
+func TestLoadH2C(t *testing.T) {
+	tests := []struct {
+		name     string
+		draining bool
+	}{
+		{"serving", false},
+		{"draining", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h1, h2, posts, conns, peak atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.ProtoMajor == 2 {
+					h2.Add(1)
+				} else {
+					h1.Add(1)
+				}
+				if tt.draining {
+					w.Header().Set("Connection", "close")
+				}
+				if r.Method == http.MethodPost {
+					w.WriteHeader(http.StatusAccepted)
+					_, _ = io.WriteString(w, `{"id":"j`+strconv.FormatInt(posts.Add(1), 10)+`"}`)
+					return
+				}
+				_, _ = io.WriteString(w, "hello\n")
+			}))
+			srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				switch st {
+				case http.StateNew:
+					raise(&peak, conns.Add(1))
+				case http.StateClosed:
+					conns.Add(-1)
+				}
+			}
+			var p http.Protocols
+			p.SetHTTP1(true)
+			p.SetUnencryptedHTTP2(true)
+			srv.Config.Protocols = &p
+			srv.Start()
+			t.Cleanup(srv.Close)
+
+			l := loadtest.Start(loadtest.Mix{Target: srv.URL, H2C: 100})
+			wait(500 * time.Millisecond)
+			rep := l.Stop()
+			if rep.Failures != 0 || rep.Requests == 0 {
+				t.Fatalf("%d of %d requests failed; want some and none failed:\n%s", rep.Failures, rep.Requests, rep)
+			}
+			if h1.Load() != 0 || h2.Load() == 0 || posts.Load() == 0 || len(rep.Accepted) != int(posts.Load()) {
+				t.Errorf("the server saw %d HTTP/1.1 and %d HTTP/2 requests, %d POSTs; %d jobs accepted; want only HTTP/2, POSTs among them, each accepted",
+					h1.Load(), h2.Load(), posts.Load(), len(rep.Accepted))
+			}
+			if !tt.draining && peak.Load() > loadtest.H2CConns {
+				t.Errorf("the server saw %d connections at once; want at most %d", peak.Load(), loadtest.H2CConns)
+			}
+			// A connection closes 1 s after its GOAWAY: new ones open meanwhile.
+			if tt.draining && peak.Load() <= loadtest.H2CConns {
+				t.Errorf("draining: the server saw at most %d connections at once; want more than %d (a new one after each GOAWAY)",
+					peak.Load(), loadtest.H2CConns)
+			}
+		})
 	}
 }
