@@ -93,7 +93,9 @@ func mix(rate int) loadtest.Mix {
 		// and the host has 28k ephemeral ports: at 2000 req/s (make soak)
 		// that is 300 new connections a second, 18k in TIME_WAIT, which holds
 		// for hours. (At 600 a second the second minute fails.)
-		KeepAlive: 55, Fresh: 10, Slow: 5, Jobs: 25, FreshJobs: 5,
+		// 10% are HTTP/2 with prior knowledge (h2c), as a mesh or gRPC
+		// client sends, GETs and key-less jobs on 4 pooled connections.
+		KeepAlive: 45, Fresh: 10, Slow: 5, Jobs: 25, FreshJobs: 5, H2C: 10,
 		SlowMin: time.Second, SlowMax: 3 * time.Second,
 		// A pod's 4 workers process 80 default (50 ms) jobs a second; at
 		// 5 ms a job they keep up with the highest rate, so a 503 here would

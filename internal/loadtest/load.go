@@ -376,7 +376,12 @@ func Classify(code uint16, err string) string {
 		return KindReset
 	case strings.Contains(err, "Timeout"), strings.Contains(err, "timeout"), strings.Contains(err, "deadline exceeded"):
 		return KindTimeout
-	case strings.Contains(err, "EOF"), strings.Contains(err, "server closed idle connection"):
+	case strings.Contains(err, "EOF"), strings.Contains(err, "server closed idle connection"),
+		// HTTP/2: a connection that ended under its streams, or before it
+		// could carry one; a GOAWAY alone is never an error (Go's client
+		// retries the streams it names as not taken).
+		strings.Contains(err, "http2: server sent GOAWAY and closed the connection"),
+		strings.Contains(err, "http2: client conn"), strings.Contains(err, "http2: client connection lost"):
 		return KindEOF
 	default:
 		return KindOther
