@@ -207,6 +207,7 @@ func TestH2CDrain(t *testing.T) {
 		t.Fatalf("exit code = %d; want 0", code)
 	}
 	s := summary(t, p)
+	t.Logf("shutdown: %v", s)
 	if s["requests_cut"] != 0 || s["jobs_dropped"] != 0 || s["jobs_accepted"] != float64(jobs) || s["jobs_processed"] != float64(jobs) {
 		t.Errorf("summary = %v; want %d jobs accepted and processed, 0 dropped, 0 cut", s, jobs)
 	}
