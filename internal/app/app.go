@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	s.app = &http.Server{
 		Handler:           s.conns.count(server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients)),
 		Protocols:         &protocols,
+		HTTP2:             h2Limits(),
 		ConnState:         s.conns.hook,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -138,6 +139,22 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	abort, stopWatch := watchSecondSignal(signals, first, logger)
 	defer stopWatch()
 	return errors.Join(serveErr, s.shutdown(abort, cause))
+}
+
+// h2Limits bounds what one HTTP/2 connection can make the server buffer:
+// net/http's defaults let a client park 1 MiB of request body per connection
+// (its flow-control window) and send 1 MiB frames, read whole into memory.
+// Here a connection buffers at most 64 KiB of body (16 KiB per stream) and
+// reads frames of at most 16 KiB, both protocol minimums; streams at once
+// are the RFC's recommended 100. HTTP/2 still lets one connection hold up
+// to 100 requests, which the memory budget (README) does not yet count.
+func h2Limits() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxConcurrentStreams:          100,
+		MaxReadFrameSize:              16 << 10,
+		MaxReceiveBufferPerConnection: 64 << 10,
+		MaxReceiveBufferPerStream:     16 << 10,
+	}
 }
 
 // service is lameduck's running state between start-up and exit.
