@@ -461,6 +461,13 @@ func (o outcome) checkFailedForTheRace(t *testing.T, p params) {
 		t.Errorf("with no preStop delay, %d requests through %d disruptions all succeeded; the harness cannot see the race",
 			o.report.Requests, len(o.disruptions))
 	}
+	// HTTP/2 meets the race too: after a stopping pod's GOAWAY, an h2c
+	// client's new connection may still be sent to it.
+	for _, st := range o.report.Streams {
+		if st.Name == "h2c" && st.Failures == 0 {
+			t.Errorf("with no preStop delay, none of %d h2c requests failed; the harness cannot see the race for HTTP/2", st.Requests)
+		}
+	}
 	during := map[string]bool{}
 	for _, d := range o.disruptions {
 		during[d.Name] = true
