@@ -191,7 +191,8 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	prestop := time.Since(start)
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhasePrestop).Set(prestop.Seconds())
 
-	// 3. Stop listening; wait for in-flight requests (they may still enqueue).
+	// 3. Stop listening; wait for in-flight requests (they may still enqueue);
+	// then close the idle connections, HTTP/2 ones after a GOAWAY.
 	t := time.Now()
 	cut := s.shutdownHTTP(abort)
 	httpPhase := time.Since(t)
