@@ -39,6 +39,11 @@ var (
 // return (their contexts are cancelled) before the queue closes.
 const handlerExit = 500 * time.Millisecond
 
+// goAwayLinger bounds how long the HTTP phase waits, once no request is in
+// flight, for the connections to close by themselves: net/http closes an
+// HTTP/2 connection 1 s after its GOAWAY (see goAway).
+const goAwayLinger = 2 * time.Second
+
 // Run serves until the first value on signals (or until ctx ends), then runs
 // the shutdown sequence; a second value on signals aborts it. It returns nil
 // after a clean shutdown, an error wrapping ErrLost or ErrAborted otherwise,
@@ -70,8 +75,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	base, cut := context.WithCancelCause(context.Background())
 	s.cut = cut
 	defer cut(nil)
+	// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port: a
+	// preface "PRI * HTTP/2.0" selects HTTP/2. HTTP/2 over TLS is not served.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	s.app = &http.Server{
-		Handler:           server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients),
+		Handler:           s.conns.count(server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients)),
+		Protocols:         &protocols,
+		HTTP2:             h2Limits(),
 		ConnState:         s.conns.hook,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -129,6 +141,22 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	return errors.Join(serveErr, s.shutdown(abort, cause))
 }
 
+// h2Limits bounds what one HTTP/2 connection can make the server buffer:
+// net/http's defaults let a client park 1 MiB of request body per connection
+// (its flow-control window) and send 1 MiB frames, read whole into memory.
+// Here a connection buffers at most 64 KiB of body (16 KiB per stream) and
+// reads frames of at most 16 KiB, both protocol minimums; streams at once
+// are the RFC's recommended 100. HTTP/2 still lets one connection hold up
+// to 100 requests, which the memory budget (README) does not yet count.
+func h2Limits() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxConcurrentStreams:          100,
+		MaxReadFrameSize:              16 << 10,
+		MaxReceiveBufferPerConnection: 64 << 10,
+		MaxReceiveBufferPerStream:     16 << 10,
+	}
+}
+
 // service is lameduck's running state between start-up and exit.
 type service struct {
 	cfg     config.Config
@@ -154,7 +182,8 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 		"shutdown_timeout", s.cfg.ShutdownTimeout.String(), "drain_timeout", s.cfg.DrainTimeout.String())
 	defer s.admin.Close() // 6. The admin listener closes last.
 
-	// 1. Readiness fails at once; app responses now carry Connection: close.
+	// 1. Readiness fails at once; app responses now carry Connection: close
+	// (on HTTP/2, net/http turns it into a GOAWAY on that connection).
 	s.gate.Close()
 
 	// 2. preStop: keep serving everything while endpoints stop routing here.
@@ -162,7 +191,8 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	prestop := time.Since(start)
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhasePrestop).Set(prestop.Seconds())
 
-	// 3. Stop listening; wait for in-flight requests (they may still enqueue).
+	// 3. Stop listening; wait for in-flight requests (they may still enqueue);
+	// then close the idle connections, HTTP/2 ones after a GOAWAY.
 	t := time.Now()
 	cut := s.shutdownHTTP(abort)
 	httpPhase := time.Since(t)
@@ -200,16 +230,18 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 }
 
 // shutdownHTTP closes the app listener and waits, at most ShutdownTimeout,
-// for in-flight requests. It returns as soon as the last one finishes, and
-// returns the number of requests still in a handler at the deadline, which it
-// cuts.
+// for in-flight requests (on HTTP/2, streams). It returns as soon as the last
+// one finishes and the connections are closed, and returns the number of
+// requests still in a handler at the deadline, which it cuts.
 //
-// It does not call http.Server.Shutdown, whose poll is up to 500 ms late and
-// which marks the server as shutting down: net/http then closes, unanswered,
-// any request it reads afterwards, such as one on a connection accepted just
-// before the listener closed, or one a keep-alive client sent as it closed.
-// Here such requests are served (with Connection: close, as every response
-// since the signal).
+// It does not call http.Server.Shutdown while a request may still come in on
+// an open connection: Shutdown marks the server as shutting down, and
+// net/http then closes, unanswered, any HTTP/1.1 request it reads afterwards,
+// such as one on a connection accepted just before the listener closed, or
+// one a keep-alive client sent as it closed. Here such requests are served
+// (with Connection: close, as every response since the signal). Only once
+// no request is in flight does it call Shutdown, for what only Shutdown does:
+// send every HTTP/2 connection a GOAWAY (see goAway).
 func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	ctx, cancel := context.WithTimeout(abort, s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -224,8 +256,12 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	deadline, _ := ctx.Deadline()
 	s.clients.Shorten(deadline.Add(-min(config.ClientSpare, s.cfg.ShutdownTimeout/2)))
 
-	if err := s.conns.waitQuiet(ctx); err == nil {
-		s.app.Close() // every request has finished: close the idle keep-alive connections
+	err := s.conns.waitQuiet(ctx)
+	if err == nil {
+		err = s.goAway(ctx)
+	}
+	if err == nil {
+		s.app.Close() // nothing in flight: close whatever connection is left
 		return 0
 	}
 	// Only requests inside a handler are cut work; a connection still
@@ -240,6 +276,41 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 		s.logger.Warn("handlers still running after their requests were cut", "err", err)
 	}
 	return cut
+}
+
+// goAway ends the app's idle connections once no request is in flight. It
+// returns nil once every connection has closed, or after goAwayLinger once
+// no request is in flight; ctx's error if it ends first with a request in
+// flight.
+//
+// Idle HTTP/1.1 keep-alive connections close at once: HTTP/1.1 has no way to
+// tell a client not to send its next request, and one that does now loses
+// the race (Go's Transport retries it only when it is idempotent or carries
+// an Idempotency-Key). An HTTP/2 connection gets a GOAWAY first, which names
+// the last stream the server took: the client retries every later one on a
+// new connection, safely, whatever its method. net/http sends that GOAWAY to
+// every HTTP/2 connection from Shutdown only (a connection that carried a
+// response since the signal had its own already: Connection: close). Streams
+// that reached the server before the GOAWAY are served and counted, and
+// net/http closes each HTTP/2 connection 1 s after its GOAWAY and last
+// stream, so that the GOAWAY reaches the client before the close
+// (golang.org/issue/18701): with HTTP/2 connections open, the HTTP phase
+// lasts about 1 s longer.
+func (s *service) goAway(ctx context.Context) error {
+	// With a context already done, Shutdown starts the GOAWAYs, closes the
+	// idle HTTP/1.1 connections, and returns at once: the tracker waits, for
+	// the streams and the connections, without Shutdown's poll.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.app.Shutdown(done)
+	linger, cancelLinger := context.WithTimeout(ctx, goAwayLinger)
+	defer cancelLinger()
+	if s.conns.waitClosed(linger) == nil {
+		return nil
+	}
+	// A connection still open is closed by the caller; a request in flight
+	// (a stream that came in before its connection's GOAWAY) is waited for.
+	return s.conns.waitQuiet(ctx)
 }
 
 // sleep waits for d or until ctx ends.

@@ -45,6 +45,11 @@ type Mix struct {
 	Slow      int // GET /hello?delay= between SlowMin and SlowMax, pooled
 	Jobs      int // POST /jobs with an Idempotency-Key, pooled, as a careful client sends
 	FreshJobs int // POST /jobs without a key, each on a new connection
+	// H2C alternates GET /hello and POST /jobs without a key over pooled
+	// HTTP/2 connections with prior knowledge (h2c): H2CConns of them, each
+	// multiplexing its share. It needs no key: a GOAWAY names the requests
+	// the server did not take, and the client retries exactly those.
+	H2C int
 
 	SlowMin, SlowMax time.Duration // default 1s and 3s
 	JobWork          time.Duration // ?work= of each job; 0 leaves the server's LAMEDUCK_JOB_DURATION
@@ -57,7 +62,7 @@ type Mix struct {
 }
 
 // Rate is the total requests per second of m.
-func (m Mix) Rate() int { return m.KeepAlive + m.Fresh + m.Slow + m.Jobs + m.FreshJobs }
+func (m Mix) Rate() int { return m.KeepAlive + m.Fresh + m.Slow + m.Jobs + m.FreshJobs + m.H2C }
 
 // Scale returns m with every rate multiplied by f (rounded, at least 1 where
 // it was positive).
@@ -69,11 +74,13 @@ func (m Mix) Scale(f float64) Mix {
 		return max(1, int(float64(r)*f+0.5))
 	}
 	m.KeepAlive, m.Fresh, m.Slow, m.Jobs, m.FreshJobs = s(m.KeepAlive), s(m.Fresh), s(m.Slow), s(m.Jobs), s(m.FreshJobs)
+	m.H2C = s(m.H2C)
 	return m
 }
 
-// MaxInFlight is the most requests (and connections) m keeps open at once,
-// summed over its streams.
+// MaxInFlight is the most requests m keeps in flight at once, summed over
+// its streams; and the most connections, but for the h2c stream's, which
+// are H2CConns.
 func (m Mix) MaxInFlight() int {
 	n := 0
 	for _, s := range m.streams("") {
@@ -88,8 +95,9 @@ func (m Mix) MaxInFlight() int {
 type streamSpec struct {
 	name      string
 	rate      int
-	limit     int // requests in flight, and connections, at most
+	limit     int // requests in flight, and connections, at most (h2c: H2CConns connections)
 	keepAlive bool
+	h2c       bool
 	target    func(seq uint64, t *vegeta.Target)
 }
 
@@ -114,20 +122,28 @@ func (m Mix) streams(run string) []streamSpec {
 		jobs += "?work=" + m.JobWork.String()
 	}
 	return []streamSpec{
-		{"keepalive", m.KeepAlive, limit(m.KeepAlive, 0), true, hello},
-		{"fresh", m.Fresh, limit(m.Fresh, 0), false, hello},
-		{"slow", m.Slow, limit(m.Slow, slowMax), true, func(_ uint64, t *vegeta.Target) {
+		{"keepalive", m.KeepAlive, limit(m.KeepAlive, 0), true, false, hello},
+		{"fresh", m.Fresh, limit(m.Fresh, 0), false, false, hello},
+		{"slow", m.Slow, limit(m.Slow, slowMax), true, false, func(_ uint64, t *vegeta.Target) {
 			d := slowMin + rand.N(slowMax-slowMin+time.Millisecond)
 			t.Method, t.URL = http.MethodGet, fmt.Sprintf("%s/hello?delay=%dms", m.Target, d.Milliseconds())
 		}},
-		{"jobs", m.Jobs, limit(m.Jobs, m.JobWork), true, func(seq uint64, t *vegeta.Target) {
+		{"jobs", m.Jobs, limit(m.Jobs, m.JobWork), true, false, func(seq uint64, t *vegeta.Target) {
 			t.Method, t.URL = http.MethodPost, jobs
 			t.Header = http.Header{"Idempotency-Key": {run + "-" + strconv.FormatUint(seq, 10)}}
 			t.Body = []byte(`{"task":"rollout"}`)
 		}},
-		{"jobs-fresh", m.FreshJobs, limit(m.FreshJobs, m.JobWork), false, func(_ uint64, t *vegeta.Target) {
+		{"jobs-fresh", m.FreshJobs, limit(m.FreshJobs, m.JobWork), false, false, func(_ uint64, t *vegeta.Target) {
 			t.Method, t.URL = http.MethodPost, jobs
 			t.Body = []byte(`{"task":"rollout"}`)
+		}},
+		{"h2c", m.H2C, limit(m.H2C, m.JobWork), true, true, func(seq uint64, t *vegeta.Target) {
+			if seq%2 == 0 {
+				t.Method, t.URL = http.MethodPost, jobs
+				t.Body = []byte(`{"task":"rollout"}`)
+				return
+			}
+			hello(seq, t)
 		}},
 	}
 }
@@ -155,7 +171,7 @@ type Load struct {
 type stream struct {
 	spec      streamSpec
 	attacker  *vegeta.Attacker
-	transport *http.Transport // closed by Stop, so no idle connection outlives the load
+	transport roundTripper // closed by Stop, so no idle connection outlives the load
 	pacer     *steadyPacer
 	conns     connCounter
 	metrics   vegeta.Metrics // under Load.mu
@@ -181,7 +197,11 @@ func Start(m Mix) *Load {
 			continue
 		}
 		s := &stream{spec: spec, pacer: newSteadyPacer(spec.rate)}
-		s.transport = newTransport(spec.keepAlive, spec.limit, &s.conns)
+		if spec.h2c {
+			s.transport = newH2CClients(&s.conns)
+		} else {
+			s.transport = newTransport(spec.keepAlive, spec.limit, &s.conns)
+		}
 		s.attacker = vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: s.transport}),
 			vegeta.Timeout(timeout), vegeta.Workers(uint64(min(16, spec.limit))),
 			vegeta.MaxWorkers(uint64(spec.limit)), vegeta.MaxBody(1024))
@@ -356,7 +376,12 @@ func Classify(code uint16, err string) string {
 		return KindReset
 	case strings.Contains(err, "Timeout"), strings.Contains(err, "timeout"), strings.Contains(err, "deadline exceeded"):
 		return KindTimeout
-	case strings.Contains(err, "EOF"), strings.Contains(err, "server closed idle connection"):
+	case strings.Contains(err, "EOF"), strings.Contains(err, "server closed idle connection"),
+		// HTTP/2: a connection that ended under its streams, or before it
+		// could carry one; a GOAWAY alone is never an error (Go's client
+		// retries the streams it names as not taken).
+		strings.Contains(err, "http2: server sent GOAWAY and closed the connection"),
+		strings.Contains(err, "http2: client conn"), strings.Contains(err, "http2: client connection lost"):
 		return KindEOF
 	default:
 		return KindOther

@@ -1,9 +1,11 @@
 package loadtest_test
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +26,9 @@ func TestClassify(t *testing.T) {
 		{0, `Post "http://x/jobs": write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe`, loadtest.KindReset},
 		{0, `Get "http://x/hello": EOF`, loadtest.KindEOF},
 		{0, `Get "http://x/hello": http: server closed idle connection`, loadtest.KindEOF},
+		{0, `Post "http://x/jobs": http2: server sent GOAWAY and closed the connection; LastStreamID=5, ErrCode=NO_ERROR, debug=""`, loadtest.KindEOF},
+		{0, `Get "http://x/hello": http2: client conn could not be established`, loadtest.KindEOF},
+		{0, `Get "http://x/hello": http2: client conn is closed`, loadtest.KindEOF},
 		{0, `Get "http://x/hello": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`, loadtest.KindTimeout},
 		{0, `Get "http://x/hello": dial tcp 127.0.0.1:30080: connect: cannot assign requested address`, loadtest.KindClient},
 		{0, `Get "http://x/hello": dial tcp: lookup x: no such host`, loadtest.KindOther},
@@ -224,5 +229,74 @@ func TestLoadRateIgnoresTheDrain(t *testing.T) {
 	}
 	if err := rep.RateError(0.5); err != nil {
 		t.Errorf("RateError(0.5) = %v; want nil (%d requests in %s)", err, rep.Requests, rep.Duration)
+	}
+}
+
+// TestLoadH2C: the h2c stream speaks HTTP/2 with prior knowledge on
+// H2CConns pooled connections, alternating GETs and key-less job POSTs;
+// when every answer carries Connection: close (a server draining, which
+// net/http turns into a GOAWAY), it moves to new connections and loses
+// nothing.
+func TestLoadH2C(t *testing.T) {
+	tests := []struct {
+		name     string
+		draining bool
+	}{
+		{"serving", false},
+		{"draining", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h1, h2, posts, conns, peak, opened atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.ProtoMajor == 2 {
+					h2.Add(1)
+				} else {
+					h1.Add(1)
+				}
+				if tt.draining {
+					w.Header().Set("Connection", "close")
+				}
+				if r.Method == http.MethodPost {
+					w.WriteHeader(http.StatusAccepted)
+					_, _ = io.WriteString(w, `{"id":"j`+strconv.FormatInt(posts.Add(1), 10)+`"}`)
+					return
+				}
+				_, _ = io.WriteString(w, "hello\n")
+			}))
+			srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				switch st {
+				case http.StateNew:
+					opened.Add(1)
+					raise(&peak, conns.Add(1))
+				case http.StateClosed:
+					conns.Add(-1)
+				}
+			}
+			var p http.Protocols
+			p.SetHTTP1(true)
+			p.SetUnencryptedHTTP2(true)
+			srv.Config.Protocols = &p
+			srv.Start()
+			t.Cleanup(srv.Close)
+
+			l := loadtest.Start(loadtest.Mix{Target: srv.URL, H2C: 100})
+			wait(500 * time.Millisecond)
+			rep := l.Stop()
+			if rep.Failures != 0 || rep.Requests == 0 {
+				t.Fatalf("%d of %d requests failed; want some and none failed:\n%s", rep.Failures, rep.Requests, rep)
+			}
+			if h1.Load() != 0 || h2.Load() == 0 || posts.Load() == 0 || len(rep.Accepted) != int(posts.Load()) {
+				t.Errorf("the server saw %d HTTP/1.1 and %d HTTP/2 requests, %d POSTs; %d jobs accepted; want only HTTP/2, POSTs among them, each accepted",
+					h1.Load(), h2.Load(), posts.Load(), len(rep.Accepted))
+			}
+			if !tt.draining && peak.Load() > loadtest.H2CConns {
+				t.Errorf("the server saw %d connections at once; want at most %d", peak.Load(), loadtest.H2CConns)
+			}
+			if tt.draining && uint64(opened.Load()) < rep.Requests/2 {
+				t.Errorf("draining: %d connections for %d requests; want at least one for every two (a new one after each GOAWAY)",
+					opened.Load(), rep.Requests)
+			}
+		})
 	}
 }

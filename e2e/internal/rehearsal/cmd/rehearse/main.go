@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
 		replicas = fs.Int("replicas", 3, "replicas of each version")
 		rollouts = fs.Int("rollouts", 5, "rolling updates, one after the other")
-		rate     = fs.Int("rate", 400, "total requests per second: 40% keep-alive, 25% fresh connections, 10% slow, 15% jobs, 10% jobs on fresh connections")
+		rate     = fs.Int("rate", 400, "total requests per second: 30% keep-alive, 25% fresh connections, 10% slow, 15% jobs, 10% jobs on fresh connections, 10% h2c (GETs and jobs)")
 		lag      = fs.Duration("lag", time.Second, "how long a readiness change takes to reach the balancer's routing")
 		poll     = fs.Duration("poll", 200*time.Millisecond, "how often the balancer probes /ready")
 		prestop  = fs.Duration("prestop", 3*time.Second, "LAMEDUCK_PRESTOP_DELAY; keep it above -lag + -poll")
@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Binary: binary, Replicas: *replicas, Rollouts: *rollouts,
 		Balancer: rehearsal.BalancerConfig{Lag: *lag, Poll: *poll},
 		Prestop:  *prestop, ShutdownTimeout: *shutdown, DrainTimeout: *drain,
-		Mix: loadtest.Mix{KeepAlive: 40, Fresh: 25, Slow: 10, Jobs: 15, FreshJobs: 10,
+		Mix: loadtest.Mix{KeepAlive: 30, Fresh: 25, Slow: 10, Jobs: 15, FreshJobs: 10, H2C: 10,
 			SlowMin: *slowMin, SlowMax: *slowMax, Timeout: 30 * time.Second}.Scale(float64(*rate) / 100),
 		Warmup: *warmup, Cooldown: time.Second,
 	}
