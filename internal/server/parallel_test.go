@@ -16,9 +16,16 @@ import (
 
 // headerWriter is a ResponseWriter that keeps only the status code, reusable
 // across requests: the benchmark then measures the handler, not a recorder.
+// It takes write deadlines, as net/http's writer does.
 type headerWriter struct {
-	h    http.Header
-	code int
+	h        http.Header
+	code     int
+	deadline time.Time
+}
+
+func (w *headerWriter) SetWriteDeadline(t time.Time) error {
+	w.deadline = t
+	return nil
 }
 
 func (w *headerWriter) Header() http.Header { return w.h }

@@ -108,17 +108,22 @@ MISS; they are reported, not failed. Numbers from a busy machine are noisy: comp
 %s
 ## How each number is measured
 
-- **Overhead.** lameduck (the real binary: middleware with metrics, in-flight gauge and draining gate; connection
-  tracking) and internal/bench/plain (net/http, a ServeMux and the same "hello\n" answer, nothing else), both built
-  here with the same Go, CGO_ENABLED=0 -trimpath. Both run with %s in their environment, so each uses at most
-  one core for Go code, and wrk (Debian's wrk, -t %d -c %d, keep-alive, closed loop) gets the other core. Rounds
-  alternate the order, lameduck, plain, plain, lameduck, ... (%d rounds of %s per server, after %s of unrecorded
-  warm-up each); each ratio is the median of the per-round ratios, so a drift in the machine's load cancels.
+- **Overhead.** lameduck (the real binary: middleware with metrics, the request-duration histogram, in-flight
+  gauge and draining gate; connection tracking) and internal/bench/plain (net/http, a ServeMux and the same
+  "hello\n" answer, nothing else), both built here with the same Go, CGO_ENABLED=0 -trimpath. A lameduck and a
+  plain server run at each of %s (GOMAXPROCS in their environment), all at once, side by side; wrk (Debian's
+  wrk, -t %d -c %d, keep-alive, closed loop) loads one server at a time. Nothing is pinned: the kernel schedules
+  the server and wrk's single thread on the 2 cores, so at GOMAXPROCS=1 the server gets about a core and wrk
+  the other, while at GOMAXPROCS=2 the server's two threads share the cores with wrk and it gets what wrk leaves
+  (the cores busy are in the table): the same for both servers, which is what the ratio compares. Each round
+  loads every server for %s (after %s of unrecorded warm-up each), and the order reverses from one round to the
+  next (lameduck, plain, plain, lameduck, ... within a GOMAXPROCS); each ratio is the median of %d per-round
+  ratios, so a drift in the machine's load hits both sides alike, and the range is the spread.
   Server CPU per request is utime+stime from /proc/PID/stat over a round divided by the requests answered: it
   is the overhead with the generator taken out, and the steadier number on a shared machine; lameduck's own code
   (middleware, connection tracking) shows in user time, while system time is the kernel's loopback TCP work,
-  the same for both. "busy" near 100%% means the server, not wrk or other load, was the limit; well below it,
-  throughput says more about the machine than about the servers.
+  the same for both. Servers busy near their GOMAXPROCS in cores means the server, not wrk or other load, was
+  the limit; well below it, throughput says more about the machine than about the servers.
 - **Shutdown.** lameduck with LAMEDUCK_PRESTOP_DELAY=%s; the time from SIGTERM to the process's exit (wait4
   returning), minus what it must wait for: the preStop delay (idle: one idle keep-alive connection open, nothing in
   flight), or the later of the preStop delay and the last in-flight response reaching the client. Every run must
@@ -144,9 +149,21 @@ MISS; they are reported, not failed. Numbers from a busy machine are noisy: comp
 `,
 		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpu, m.mem, m.kernel, m.loadStart, m.loadEnd,
 		m.goVersion, m.code, shellJoin(args), table,
-		"GOMAXPROCS="+strconv.Itoa(o.gomaxprocs), o.threads, o.conns, o.rounds, o.round, o.warmup,
+		procsList(o.procs), o.threads, o.conns, o.round, o.warmup, o.rounds,
 		fmtDur(o.prestop), o.runs, microName(o.micro), microName(o.micro))
 	return b.String()
+}
+
+// procsList is "GOMAXPROCS=1 and GOMAXPROCS=2" for procs 1, 2.
+func procsList(procs []int) string {
+	var s []string
+	for _, n := range procs {
+		s = append(s, "GOMAXPROCS="+strconv.Itoa(n))
+	}
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }
 
 // shellJoin quotes args for a shell where needed.
