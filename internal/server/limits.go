@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,10 +25,11 @@ var ErrCut = errors.New("cut by the shutdown deadline")
 type Clients struct {
 	body, write time.Duration
 
+	active atomic.Int64 // requests inside a handler: an atomic, as every request writes it
+
 	mu      sync.Mutex
 	cutoff  time.Time // zero until Shorten: no body read may last past it
 	reading map[*bodyReader]struct{}
-	active  int // requests inside a handler
 }
 
 // NewClients returns Clients with a body timeout and a write timeout.
@@ -36,11 +38,7 @@ func NewClients(body, write time.Duration) *Clients {
 }
 
 // Active returns the number of requests inside a handler now.
-func (c *Clients) Active() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.active
-}
+func (c *Clients) Active() int { return int(c.active.Load()) }
 
 // Shorten makes every body read, now and later, end by cutoff at the latest.
 func (c *Clients) Shorten(cutoff time.Time) {
@@ -60,14 +58,8 @@ func (c *Clients) Shorten(cutoff time.Time) {
 // response must go out within the write timeout of its first byte.
 func (c *Clients) bound(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		c.active++
-		c.mu.Unlock()
-		defer func() {
-			c.mu.Lock()
-			c.active--
-			c.mu.Unlock()
-		}()
+		c.active.Add(1)
+		defer c.active.Add(-1)
 		if c.body > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			b := &bodyReader{ReadCloser: r.Body, c: c, rc: http.NewResponseController(w)}
 			c.startBody(b)

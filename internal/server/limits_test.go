@@ -173,4 +173,9 @@ func TestCutRequestsHaveTheirOwnCode(t *testing.T) {
 	if got := testutil.ToFloat64(f.m.Requests.WithLabelValues("200")); got != 0 {
 		t.Errorf(`lameduck_http_requests_total{code="200"} = %v; want 0 (the cut request is not a success)`, got)
 	}
+	counts, _ := durationCounts(t, f.metrics)
+	if counts["/hello cut"] != 1 || counts["/hello 2xx"] != 0 {
+		t.Errorf(`lameduck_http_request_duration_seconds{route="/hello"}: class="cut" %d samples, class="2xx" %d; want 1, 0`,
+			counts["/hello cut"], counts["/hello 2xx"])
+	}
 }

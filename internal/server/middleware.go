@@ -3,12 +3,14 @@ package server
 import (
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/lameduck/lameduck/internal/health"
 	"github.com/lameduck/lameduck/internal/metrics"
 )
 
-// instrument counts every request, and those that arrive after the signal.
+// instrument counts every request, and those that arrive after the signal,
+// and observes how long each took, by route and status class.
 // Once gate is draining, every response written from then on carries
 // Connection: close, including responses to requests that were already in
 // flight at the signal, so no pooled connection is handed back to a client
@@ -19,6 +21,7 @@ import (
 // response must go out within clients' write timeout (nil: no bound).
 func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, clients *Clients) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		if gate.Draining() {
 			m.RequestsAfterSignal.Inc()
 		}
@@ -26,11 +29,7 @@ func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, client
 		sw := statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK, clients: clients}
 		defer func() {
 			m.Inflight.Dec()
-			if cutByShutdown(r.Context()) {
-				m.Requests.WithLabelValues(metrics.CodeCut).Inc()
-				return
-			}
-			m.CountRequest(sw.code)
+			m.Answered(r.URL.Path, sw.code, cutByShutdown(r.Context()), time.Since(start))
 		}()
 		next.ServeHTTP(&sw, r)
 	})
