@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, s.metrics)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
-	limits := metrics.NewLimits(reg, s.metrics, keys.Len, keys.Bytes)
+	limits := metrics.NewLimits(reg, keys.Len, keys.Bytes)
 	s.clients = server.NewClients(cfg.BodyTimeout, cfg.WriteTimeout)
 	base, cut := context.WithCancelCause(context.Background())
 	s.cut = cut

@@ -3,12 +3,7 @@
 // first shutdown.
 package metrics
 
-import (
-	"strconv"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // Shutdown phases, the values of the phase label.
 const (
@@ -24,56 +19,8 @@ const (
 	ReasonClosed = "closed" // the queue closed: the shutdown reached its drain
 )
 
-// The route label of lameduck_http_request_duration_seconds: the app's
-// routes, and every other path as one.
-const (
-	RouteHello = "/hello"
-	RouteJobs  = "/jobs"
-	RouteOther = "other"
-)
-
-// The series of lameduck_http_request_duration_seconds: numRoutes routes
-// (routeLabel) by numClasses status classes (classLabel).
-const (
-	numRoutes  = 3
-	numClasses = 6
-	classCut   = numClasses - 1 // a request the shutdown deadline cut
-)
-
-// routeIndex is the route of path, an index for routeLabel.
-func routeIndex(path string) int {
-	switch path {
-	case RouteHello:
-		return 0
-	case RouteJobs:
-		return 1
-	}
-	return 2
-}
-
-func routeLabel(i int) string { return [numRoutes]string{RouteHello, RouteJobs, RouteOther}[i] }
-
-// classIndex is the status class of code, an index for classLabel; a code
-// outside 100–599 counts as 5xx.
-func classIndex(code int) int {
-	if code < 100 || code > 599 {
-		return 4
-	}
-	return code/100 - 1
-}
-
-func classLabel(i int) string {
-	if i == classCut {
-		return CodeCut
-	}
-	return strconv.Itoa(i+1) + "xx"
-}
-
 // Metrics holds every collector lameduck exports.
 type Metrics struct {
-	Requests            *prometheus.CounterVec
-	RequestDuration     *prometheus.HistogramVec
-	Inflight            prometheus.Gauge
 	RequestsAfterSignal prometheus.Counter
 	JobsAccepted        prometheus.Counter
 	JobsProcessed       prometheus.Counter
@@ -84,27 +31,15 @@ type Metrics struct {
 	JobLatency          prometheus.Histogram
 	ShutdownPhase       *prometheus.GaugeVec
 
-	// codes caches the Requests counter of common status codes, and
-	// durations every RequestDuration series, so the hot path skips the
-	// label lookups.
-	codes     map[int]prometheus.Counter
-	durations [numRoutes][numClasses]prometheus.Observer
+	// http holds what every app request writes: lameduck_http_requests_total,
+	// lameduck_http_request_duration_seconds, lameduck_http_inflight_requests
+	// (Begin, Request.Done).
+	http *httpMetrics
 }
 
 // New creates the collectors and registers them with reg.
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lameduck_http_requests_total", Help: "App requests answered, by status code.",
-		}, []string{"code"}),
-		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "lameduck_http_request_duration_seconds",
-			Help:    "Time from an app request's headers read to its handler's return, by route (/hello, /jobs, other) and status class (2xx, 4xx... or cut).",
-			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
-		}, []string{"route", "class"}),
-		Inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "lameduck_http_inflight_requests", Help: "App requests being served now.",
-		}),
 		RequestsAfterSignal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lameduck_http_requests_after_signal_total",
 			Help: "App requests that arrived after SIGTERM: how long endpoint removal took to reach this pod.",
@@ -135,9 +70,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		ShutdownPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lameduck_shutdown_phase_seconds", Help: "Duration of each phase of the last shutdown.",
 		}, []string{"phase"}),
-		codes: map[int]prometheus.Counter{},
+		http: newHTTPMetrics(),
 	}
-	reg.MustRegister(m.Requests, m.RequestDuration, m.Inflight, m.RequestsAfterSignal, m.JobsAccepted, m.JobsProcessed,
+	reg.MustRegister(m.http, m.RequestsAfterSignal, m.JobsAccepted, m.JobsProcessed,
 		m.JobsRejected, m.JobsDropped, m.QueueDepth, m.Backlog, m.JobLatency, m.ShutdownPhase)
 	for _, p := range []string{PhasePrestop, PhaseHTTP, PhaseQueue} {
 		m.ShutdownPhase.WithLabelValues(p)
@@ -145,36 +80,5 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{ReasonFull, ReasonBudget, ReasonClosed} {
 		m.JobsRejected.WithLabelValues(r)
 	}
-	for _, c := range []int{200, 202, 400, 404, 405, 413, 500, 503} {
-		m.codes[c] = m.Requests.WithLabelValues(strconv.Itoa(c))
-	}
-	for i := range numRoutes {
-		for j := range numClasses {
-			m.durations[i][j] = m.RequestDuration.WithLabelValues(routeLabel(i), classLabel(j))
-		}
-	}
 	return m
-}
-
-// Answered counts one app request to path, answered with status code
-// (or cut by the shutdown deadline), whose handler took d: in
-// lameduck_http_requests_total and lameduck_http_request_duration_seconds.
-func (m *Metrics) Answered(path string, code int, cut bool, d time.Duration) {
-	class := classIndex(code)
-	if cut {
-		class = classCut
-		m.Requests.WithLabelValues(CodeCut).Inc()
-	} else {
-		m.CountRequest(code)
-	}
-	m.durations[routeIndex(path)][class].Observe(d.Seconds())
-}
-
-// CountRequest counts one answered request with status code.
-func (m *Metrics) CountRequest(code int) {
-	if c, ok := m.codes[code]; ok {
-		c.Inc()
-		return
-	}
-	m.Requests.WithLabelValues(strconv.Itoa(code)).Inc()
 }

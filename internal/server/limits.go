@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/lameduck/lameduck/internal/metrics"
 )
 
 // ErrCut is the cause of a request context that the shutdown deadline
@@ -25,7 +27,7 @@ var ErrCut = errors.New("cut by the shutdown deadline")
 type Clients struct {
 	body, write time.Duration
 
-	active atomic.Int64 // requests inside a handler: an atomic, as every request writes it
+	active *metrics.Count // requests inside a handler: sharded, as every request writes it
 
 	mu      sync.Mutex
 	cutoff  time.Time // zero until Shorten: no body read may last past it
@@ -34,7 +36,8 @@ type Clients struct {
 
 // NewClients returns Clients with a body timeout and a write timeout.
 func NewClients(body, write time.Duration) *Clients {
-	return &Clients{body: body, write: write, reading: map[*bodyReader]struct{}{}}
+	return &Clients{body: body, write: write, reading: map[*bodyReader]struct{}{},
+		active: metrics.NewCount(runtime.GOMAXPROCS(0))}
 }
 
 // Active returns the number of requests inside a handler now.
@@ -58,8 +61,9 @@ func (c *Clients) Shorten(cutoff time.Time) {
 // response must go out within the write timeout of its first byte.
 func (c *Clients) bound(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.active.Add(1)
-		defer c.active.Add(-1)
+		active := c.active.Shard()
+		active.Add(1)
+		defer active.Add(-1)
 		if c.body > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			b := &bodyReader{ReadCloser: r.Body, c: c, rc: http.NewResponseController(w)}
 			c.startBody(b)

@@ -3,7 +3,6 @@ package server
 import (
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/lameduck/lameduck/internal/health"
 	"github.com/lameduck/lameduck/internal/metrics"
@@ -21,16 +20,12 @@ import (
 // response must go out within clients' write timeout (nil: no bound).
 func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, clients *Clients) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
 		if gate.Draining() {
 			m.RequestsAfterSignal.Inc()
 		}
-		m.Inflight.Inc()
+		req := m.Begin()
 		sw := statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK, clients: clients}
-		defer func() {
-			m.Inflight.Dec()
-			m.Answered(r.URL.Path, sw.code, cutByShutdown(r.Context()), time.Since(start))
-		}()
+		defer func() { req.Done(r.URL.Path, sw.code, cutByShutdown(r.Context())) }()
 		next.ServeHTTP(&sw, r)
 	})
 }
