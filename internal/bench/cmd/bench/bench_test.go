@@ -146,3 +146,13 @@ func TestParseProcs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBenchCPU(t *testing.T) {
+	got, err := parseBench(strings.NewReader("BenchmarkMiddlewareParallel-2 100 600 ns/op 900 cpu-ns/op 72 B/op 3 allocs/op\n"))
+	if err != nil {
+		t.Fatalf("parseBench() error: %v", err)
+	}
+	if len(got) != 1 || len(got[0].cpu) != 1 || got[0].cpu[0] != 900 || got[0].ns[0] != 600 {
+		t.Errorf("parseBench() = %+v; want ns/op 600, cpu-ns/op 900", got[0])
+	}
+}

@@ -142,10 +142,13 @@ MISS; they are reported, not failed. Numbers from a busy machine are noisy: comp
   (enqueue → processed, the observation behind lameduck_job_latency_seconds). The admission's cost on the hot
   path is queue.BenchmarkEnqueue (a job's whole way through Enqueue, with the decision) and
   queue.BenchmarkEnqueueRefused (a refusal) below; GET /hello does not reach the queue.
-- **Micro-benchmarks.** `+"`go test -run '^$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/`"+`,
-  raw output in %s, summarised above as the median of the 5 counts. To compare a change:
-  `+"`go test -run '^$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/ > new.txt`"+` then
-  `+"`go run golang.org/x/perf/cmd/benchstat@latest %s new.txt`"+`.
+- **Micro-benchmarks.** `+"`go test -run '^$' -bench . -skip Parallel -benchmem -count 5 ./internal/server/ ./internal/queue/`"+`,
+  then the RunParallel ones, which load the middleware and the connection tracker from every P at once, at
+  -cpu 1,2,4: `+"`go test -run '^$' -bench Parallel -benchmem -cpu 1,2,4 -count 5 ./internal/server/ ./internal/app/`"+`;
+  raw output in %s, summarised above as the median of the 5 counts. ns/op of a RunParallel benchmark is wall
+  time over all the Ps (with 2 cores, -2 and -4 can at best halve -1's); CPU ns/op is the process's CPU time per op,
+  which contention on shared memory makes grow with the Ps. To compare a change: the same commands into new.txt,
+  then `+"`go run golang.org/x/perf/cmd/benchstat@latest %s new.txt`"+`.
 `,
 		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpu, m.mem, m.kernel, m.loadStart, m.loadEnd,
 		m.goVersion, m.code, shellJoin(args), table,
@@ -202,11 +205,15 @@ func (b *bench) microRows(context.Context) ([]row, error) {
 	}
 	rows := make([]row, 0, len(results))
 	for _, r := range results {
+		cpu := ""
+		if len(r.cpu) > 0 {
+			cpu = fmt.Sprintf(" (%s CPU ns/op)", fmtInt(median(r.cpu)))
+		}
 		rows = append(rows, row{
 			"go test -bench " + r.name,
 			none,
-			fmt.Sprintf("%s ns/op, %s B/op, %s allocs/op (median of %d)",
-				fmtInt(median(r.ns)), fmtInt(median(r.bytes)), fmtInt(median(r.allocs)), len(r.ns)),
+			fmt.Sprintf("%s ns/op%s, %s B/op, %s allocs/op (median of %d)",
+				fmtInt(median(r.ns)), cpu, fmtInt(median(r.bytes)), fmtInt(median(r.allocs)), len(r.ns)),
 			none,
 		})
 	}
@@ -217,6 +224,7 @@ func (b *bench) microRows(context.Context) ([]row, error) {
 type benchResult struct {
 	name              string // package.BenchmarkName-P
 	ns, bytes, allocs []float64
+	cpu               []float64 // cpu-ns/op, which the RunParallel benchmarks report
 }
 
 // parseBench reads `go test -bench -benchmem` output, keeping the order in
@@ -259,6 +267,8 @@ func parseBench(f io.Reader) ([]*benchResult, error) {
 				r.bytes = append(r.bytes, v)
 			case "allocs/op":
 				r.allocs = append(r.allocs, v)
+			case "cpu-ns/op":
+				r.cpu = append(r.cpu, v)
 			}
 		}
 	}
