@@ -151,13 +151,15 @@ BENCH_MICRO ?= $(CURDIR)/e2e/internal/bench/micro.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: bench
 
-## bench: what the README promises, measured (~3 min): lameduck against plain net/http under wrk (installed
-##   with apt-get if missing), shutdown overshoot, start-up, image size and memory, the job queue, and the Go
-##   micro-benchmarks (raw output in $(BENCH_MICRO), for benchstat); prints one table and writes it to
-##   e2e/internal/bench/RESULTS.md. BENCH_FLAGS="-rounds 10 -round 10s" for longer runs; -h lists the flags
+## bench: what the README promises, measured (~6 min): lameduck against plain net/http under wrk (installed
+##   with apt-get if missing) at GOMAXPROCS 1 and 2 side by side, shutdown overshoot, start-up, image size and
+##   memory, the job queue, and the Go micro-benchmarks (raw output in $(BENCH_MICRO), for benchstat; the
+##   RunParallel ones at -cpu 1,2,4); prints one table and writes it to e2e/internal/bench/RESULTS.md.
+##   BENCH_FLAGS="-rounds 10 -round 10s" for longer runs, "-procs 1,2,4" for more GOMAXPROCS; -h lists the flags
 bench:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	@echo "go micro-benchmarks -> $(BENCH_MICRO)"
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/ > $(BENCH_MICRO)
+	$(GO) test -run '^$$' -bench . -skip Parallel -benchmem -count 5 ./internal/server/ ./internal/queue/ > $(BENCH_MICRO)
+	$(GO) test -run '^$$' -bench Parallel -benchmem -cpu 1,2,4 -count 5 ./internal/server/ ./internal/app/ >> $(BENCH_MICRO)
 	cd $(TOOLING) && $(GO) run ./internal/bench/cmd/bench -ldflags "$(LDFLAGS)" -micro $(BENCH_MICRO) $(BENCH_FLAGS)
 	cd $(TOOLING) && $(GO) run ./internal/bench/cmd/hostile $(HOSTILE_FLAGS)

@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, s.metrics)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
-	limits := metrics.NewLimits(reg, s.metrics, keys.Len, keys.Bytes)
+	limits := metrics.NewLimits(reg, keys.Len, keys.Bytes)
 	s.clients = server.NewClients(cfg.BodyTimeout, cfg.WriteTimeout)
 	base, cut := context.WithCancelCause(context.Background())
 	s.cut = cut
@@ -214,7 +214,7 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	record := []any{
 		"jobs_accepted", stats.Accepted, "jobs_processed", stats.Processed, "jobs_dropped", stats.Dropped,
 		"requests_cut", cut, "requests_after_signal", counterValue(s.metrics.RequestsAfterSignal),
-		"requests_by_code", countByLabel(s.metrics.Requests, "code"),
+		"requests_by_code", s.metrics.RequestsByCode(),
 		"prestop_seconds", seconds(prestop), "http_seconds", seconds(httpPhase),
 		"queue_seconds", seconds(queuePhase), "total_seconds", seconds(time.Since(start)),
 	}
@@ -324,30 +324,6 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
-
-// countByLabel sums a counter vector's series by the value of one label,
-// leaving out those still at zero: the last values of counters that no scrape
-// will read once the process has exited.
-func countByLabel(v *prometheus.CounterVec, label string) map[string]float64 {
-	ch := make(chan prometheus.Metric)
-	go func() { // owned here: Collect returns once every series is sent
-		v.Collect(ch)
-		close(ch)
-	}()
-	out := map[string]float64{}
-	for c := range ch {
-		var m dto.Metric
-		if err := c.Write(&m); err != nil || m.GetCounter().GetValue() == 0 {
-			continue
-		}
-		for _, l := range m.GetLabel() {
-			if l.GetName() == label {
-				out[l.GetValue()] += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return out
-}
 
 // counterValue reads a counter's current value.
 func counterValue(c prometheus.Counter) float64 {

@@ -5,17 +5,13 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // newConnIdle is how long a connection may stay new (accepted, no request
 // read yet) before it counts as idle, as in http.Server.Shutdown.
 const newConnIdle = 5 * time.Second
-
-type connInfo struct {
-	state http.ConnState
-	since time.Time // set for new connections only
-}
 
 // connTracker follows the app server's connections through http.Server's
 // ConnState hook, and its requests through the count middleware. It lets the
@@ -29,60 +25,83 @@ type connInfo struct {
 // a connection the client closed, leaves its handler running with the
 // connection idle or gone. On HTTP/1.1 a connection is active for as long as
 // its one request's handler runs, so the two counts agree.
+//
+// The hot path takes no lock: each connection has its own record, its state
+// in an atomic, which a request finds with a lock-free read of the map and
+// writes only to it; the request count is one atomic. The map is written when
+// a connection opens and closes; the lock is taken only while a shutdown
+// waits, and the counting is done then, by the waiter.
 type connTracker struct {
-	mu       sync.Mutex
-	conns    map[net.Conn]connInfo // every open connection, by its last state
-	requests int                   // requests (HTTP/2: streams) inside a handler
-	changed  chan struct{}         // closed (and set to nil) when the busy set or conns shrink; made only for a waiter
+	conns    sync.Map     // net.Conn → *trackedConn, from StateNew until StateClosed or StateHijacked
+	requests atomic.Int64 // requests (HTTP/2: streams) inside a handler
+	waiters  atomic.Int32 // waits under way: only then do hooks and requests wake anyone
+
+	mu      sync.Mutex
+	changed chan struct{} // closed (and set to nil) on a change a waiter may await; made only for a waiter
+}
+
+// trackedConn is one connection's record.
+type trackedConn struct {
+	state atomic.Int32 // its http.ConnState
+	since time.Time    // when it was accepted
 }
 
 func newConnTracker() *connTracker {
-	return &connTracker{conns: map[net.Conn]connInfo{}}
+	return &connTracker{}
 }
 
-// hook is the http.Server ConnState callback. For an HTTP/2 connection,
-// net/http reports new and closed, and its HTTP/2 server active (when the
-// first stream opens) and idle (when the last one closes).
+// hook is the http.Server ConnState callback. net/http calls it for one
+// connection at a time: new (from the accepting goroutine), active and idle
+// (HTTP/1.1: around each request; HTTP/2: when the first stream opens and the
+// last one closes), then closed or hijacked.
 func (t *connTracker) hook(c net.Conn, s http.ConnState) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	// This runs twice per request on HTTP/1.1 (active, then idle): it
-	// allocates nothing and reads the clock only for new connections.
+	// A request runs this twice (active, then idle): it allocates nothing
+	// and reads the clock only for new connections.
+	var prev http.ConnState
 	switch s {
 	case http.StateNew:
-		t.conns[c] = connInfo{state: s, since: time.Now()}
-	case http.StateActive:
-		t.conns[c] = connInfo{state: s}
-	case http.StateIdle:
-		if _, ok := t.conns[c]; ok {
-			t.conns[c] = connInfo{state: s}
-			t.notifyLocked()
+		tc := &trackedConn{since: time.Now()}
+		tc.state.Store(int32(http.StateNew))
+		t.conns.Store(c, tc)
+		return // busier, not quieter: no one to wake
+	case http.StateActive, http.StateIdle:
+		v, ok := t.conns.Load(c)
+		if !ok {
+			return // not seen new (the hook was set after it was accepted)
 		}
-	default: // hijacked, closed
-		if _, ok := t.conns[c]; ok {
-			delete(t.conns, c)
-			t.notifyLocked()
+		prev = http.ConnState(v.(*trackedConn).state.Swap(int32(s)))
+	default: // closed, hijacked
+		if _, ok := t.conns.LoadAndDelete(c); !ok {
+			return
 		}
+	}
+	// Quieter: a connection turned idle, or closed (which waitClosed awaits
+	// even when it was idle). The state is written before waiters is read,
+	// and a wait sets waiters before it counts: a change its count missed
+	// wakes it.
+	if s != http.StateActive && !(s == http.StateIdle && prev == http.StateIdle) && t.waiters.Load() > 0 {
+		t.wake()
 	}
 }
 
 // count is the middleware that counts the requests inside next.
 func (t *connTracker) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t.mu.Lock()
-		t.requests++
-		t.mu.Unlock()
+		t.requests.Add(1)
 		defer func() {
-			t.mu.Lock()
-			t.requests--
-			t.notifyLocked()
-			t.mu.Unlock()
+			t.requests.Add(-1)
+			if t.waiters.Load() > 0 {
+				t.wake()
+			}
 		}()
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (t *connTracker) notifyLocked() {
+// wake tells a waiter that something it counts may have ended.
+func (t *connTracker) wake() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.changed != nil {
 		close(t.changed)
 		t.changed = nil
@@ -103,8 +122,11 @@ func (t *connTracker) waitClosed(ctx context.Context) error {
 }
 
 func (t *connTracker) wait(ctx context.Context, closed bool) error {
+	t.waiters.Add(1)
+	defer t.waiters.Add(-1)
 	for {
-		n, recheck, changed := t.busyNow(time.Now(), closed)
+		changed := t.arm()
+		n, recheck := t.busyNow(time.Now(), closed)
 		if n == 0 {
 			return nil
 		}
@@ -114,33 +136,39 @@ func (t *connTracker) wait(ctx context.Context, closed bool) error {
 	}
 }
 
+// arm returns the channel the next change closes.
+func (t *connTracker) arm() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
+	return t.changed
+}
+
 // busyNow counts the requests in handlers and the busy connections at now
 // (with all, every open connection); recheck, when positive, is when the
 // oldest new connection turns idle.
-func (t *connTracker) busyNow(now time.Time, all bool) (n int, recheck time.Duration, changed <-chan struct{}) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n = t.requests
-	for _, ci := range t.conns {
-		switch {
-		case all:
-		case ci.state == http.StateIdle:
-			continue
-		case ci.state == http.StateNew:
-			left := newConnIdle - now.Sub(ci.since)
+func (t *connTracker) busyNow(now time.Time, all bool) (n int, recheck time.Duration) {
+	n = int(t.requests.Load())
+	t.conns.Range(func(_, v any) bool {
+		tc := v.(*trackedConn)
+		switch st := http.ConnState(tc.state.Load()); {
+		case all, st == http.StateActive:
+			n++
+		case st == http.StateNew:
+			left := newConnIdle - now.Sub(tc.since)
 			if left <= 0 {
-				continue
+				break
 			}
 			if recheck == 0 || left < recheck {
 				recheck = left
 			}
+			n++
 		}
-		n++
-	}
-	if t.changed == nil {
-		t.changed = make(chan struct{})
-	}
-	return n, recheck, t.changed
+		return true
+	})
+	return n, recheck
 }
 
 // waitChange waits for changed to close, for recheck (when positive) to pass,

@@ -178,6 +178,8 @@ func TestMetrics(t *testing.T) {
 		`lameduck_jobs_rejected_total{reason="closed"} 0`,
 		`lameduck_http_requests_total{code="202"} 0`,
 		`lameduck_http_requests_total{code="503"} 0`,
+		`lameduck_http_request_duration_seconds_count{class="2xx",route="/hello"} 0`,
+		`lameduck_http_request_duration_seconds_count{class="cut",route="/jobs"} 0`,
 		`lameduck_healthcheck_status{check="goroutine-threshold"} 0`,
 		`lameduck_healthcheck_status{check="not-draining"} 0`,
 	} {

@@ -13,8 +13,8 @@ type Limits struct {
 
 // NewLimits creates the bounds' collectors and registers them with reg,
 // with gauges that read the Idempotency-Key store's size from keys and
-// bytes, and creates m's code="cut" series.
-func NewLimits(reg prometheus.Registerer, m *Metrics, keys func() int, bytes func() int64) *Limits {
+// bytes.
+func NewLimits(reg prometheus.Registerer, keys func() int, bytes func() int64) *Limits {
 	l := &Limits{
 		Conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lameduck_http_connections", Help: "App connections open now (at most LAMEDUCK_MAX_CONNS).",
@@ -32,6 +32,5 @@ func NewLimits(reg prometheus.Registerer, m *Metrics, keys func() int, bytes fun
 			Name: "lameduck_idempotency_bytes",
 			Help: "Memory the remembered Idempotency-Keys take, bookkeeping included (at most LAMEDUCK_IDEMPOTENCY_MAX_BYTES).",
 		}, func() float64 { return float64(bytes()) }))
-	m.Requests.WithLabelValues(CodeCut)
 	return l
 }

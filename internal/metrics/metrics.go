@@ -3,11 +3,7 @@
 // first shutdown.
 package metrics
 
-import (
-	"strconv"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // Shutdown phases, the values of the phase label.
 const (
@@ -25,8 +21,6 @@ const (
 
 // Metrics holds every collector lameduck exports.
 type Metrics struct {
-	Requests            *prometheus.CounterVec
-	Inflight            prometheus.Gauge
 	RequestsAfterSignal prometheus.Counter
 	JobsAccepted        prometheus.Counter
 	JobsProcessed       prometheus.Counter
@@ -37,20 +31,15 @@ type Metrics struct {
 	JobLatency          prometheus.Histogram
 	ShutdownPhase       *prometheus.GaugeVec
 
-	// codes caches the Requests counter of common status codes, so the hot
-	// path skips the label lookup.
-	codes map[int]prometheus.Counter
+	// http holds what every app request writes: lameduck_http_requests_total,
+	// lameduck_http_request_duration_seconds, lameduck_http_inflight_requests
+	// (Begin, Request.Done).
+	http *httpMetrics
 }
 
 // New creates the collectors and registers them with reg.
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lameduck_http_requests_total", Help: "App requests answered, by status code.",
-		}, []string{"code"}),
-		Inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "lameduck_http_inflight_requests", Help: "App requests being served now.",
-		}),
 		RequestsAfterSignal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lameduck_http_requests_after_signal_total",
 			Help: "App requests that arrived after SIGTERM: how long endpoint removal took to reach this pod.",
@@ -81,9 +70,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		ShutdownPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lameduck_shutdown_phase_seconds", Help: "Duration of each phase of the last shutdown.",
 		}, []string{"phase"}),
-		codes: map[int]prometheus.Counter{},
+		http: newHTTPMetrics(),
 	}
-	reg.MustRegister(m.Requests, m.Inflight, m.RequestsAfterSignal, m.JobsAccepted, m.JobsProcessed,
+	reg.MustRegister(m.http, m.RequestsAfterSignal, m.JobsAccepted, m.JobsProcessed,
 		m.JobsRejected, m.JobsDropped, m.QueueDepth, m.Backlog, m.JobLatency, m.ShutdownPhase)
 	for _, p := range []string{PhasePrestop, PhaseHTTP, PhaseQueue} {
 		m.ShutdownPhase.WithLabelValues(p)
@@ -91,17 +80,5 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{ReasonFull, ReasonBudget, ReasonClosed} {
 		m.JobsRejected.WithLabelValues(r)
 	}
-	for _, c := range []int{200, 202, 400, 404, 405, 413, 500, 503} {
-		m.codes[c] = m.Requests.WithLabelValues(strconv.Itoa(c))
-	}
 	return m
-}
-
-// CountRequest counts one answered request with status code.
-func (m *Metrics) CountRequest(code int) {
-	if c, ok := m.codes[code]; ok {
-		c.Inc()
-		return
-	}
-	m.Requests.WithLabelValues(strconv.Itoa(code)).Inc()
 }

@@ -6,8 +6,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"time"
+
+	"github.com/lameduck/lameduck/internal/metrics"
 )
 
 // ErrCut is the cause of a request context that the shutdown deadline
@@ -24,23 +27,21 @@ var ErrCut = errors.New("cut by the shutdown deadline")
 type Clients struct {
 	body, write time.Duration
 
+	active *metrics.Count // requests inside a handler: sharded, as every request writes it
+
 	mu      sync.Mutex
 	cutoff  time.Time // zero until Shorten: no body read may last past it
 	reading map[*bodyReader]struct{}
-	active  int // requests inside a handler
 }
 
 // NewClients returns Clients with a body timeout and a write timeout.
 func NewClients(body, write time.Duration) *Clients {
-	return &Clients{body: body, write: write, reading: map[*bodyReader]struct{}{}}
+	return &Clients{body: body, write: write, reading: map[*bodyReader]struct{}{},
+		active: metrics.NewCount(runtime.GOMAXPROCS(0))}
 }
 
 // Active returns the number of requests inside a handler now.
-func (c *Clients) Active() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.active
-}
+func (c *Clients) Active() int { return int(c.active.Load()) }
 
 // Shorten makes every body read, now and later, end by cutoff at the latest.
 func (c *Clients) Shorten(cutoff time.Time) {
@@ -60,14 +61,9 @@ func (c *Clients) Shorten(cutoff time.Time) {
 // response must go out within the write timeout of its first byte.
 func (c *Clients) bound(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		c.active++
-		c.mu.Unlock()
-		defer func() {
-			c.mu.Lock()
-			c.active--
-			c.mu.Unlock()
-		}()
+		active := c.active.Shard()
+		active.Add(1)
+		defer active.Add(-1)
 		if c.body > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			b := &bodyReader{ReadCloser: r.Body, c: c, rc: http.NewResponseController(w)}
 			c.startBody(b)

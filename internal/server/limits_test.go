@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/lameduck/lameduck/internal/config"
 	"github.com/lameduck/lameduck/internal/idem"
 	"github.com/lameduck/lameduck/internal/server"
@@ -101,7 +99,7 @@ func TestStalledBodyTimesOut(t *testing.T) {
 	if got := f.q.Stats().Accepted; got != 0 {
 		t.Errorf("queue accepted %d jobs; want 0", got)
 	}
-	if got := testutil.ToFloat64(f.m.Requests.WithLabelValues("408")); got != 1 {
+	if got := f.requestsTotal(t, "408"); got != 1 {
 		t.Errorf(`lameduck_http_requests_total{code="408"} = %v; want 1`, got)
 	}
 	// A body that arrives in time is unaffected, and the slow /hello that
@@ -162,15 +160,20 @@ func TestCutRequestsHaveTheirOwnCode(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "the slow request in flight", func() bool { return testutil.ToFloat64(f.m.Inflight) == 1 })
+	waitFor(t, "the slow request in flight", func() bool { return f.inflight(t) == 1 })
 	cut(server.ErrCut)
 	srv.CloseClientConnections()
 	<-done
-	waitFor(t, "the cut request counted", func() bool { return testutil.ToFloat64(f.m.Inflight) == 0 })
-	if got := testutil.ToFloat64(f.m.Requests.WithLabelValues("cut")); got != 1 {
+	waitFor(t, "the cut request counted", func() bool { return f.inflight(t) == 0 })
+	if got := f.requestsTotal(t, "cut"); got != 1 {
 		t.Errorf(`lameduck_http_requests_total{code="cut"} = %v; want 1`, got)
 	}
-	if got := testutil.ToFloat64(f.m.Requests.WithLabelValues("200")); got != 0 {
+	if got := f.requestsTotal(t, "200"); got != 0 {
 		t.Errorf(`lameduck_http_requests_total{code="200"} = %v; want 0 (the cut request is not a success)`, got)
+	}
+	counts, _ := durationCounts(t, f.metrics)
+	if counts["/hello cut"] != 1 || counts["/hello 2xx"] != 0 {
+		t.Errorf(`lameduck_http_request_duration_seconds{route="/hello"}: class="cut" %d samples, class="2xx" %d; want 1, 0`,
+			counts["/hello cut"], counts["/hello 2xx"])
 	}
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/lameduck/lameduck/internal/metrics"
 )
 
-// instrument counts every request, and those that arrive after the signal.
+// instrument counts every request, and those that arrive after the signal,
+// and observes how long each took, by route and status class.
 // Once gate is draining, every response written from then on carries
 // Connection: close, including responses to requests that were already in
 // flight at the signal, so no pooled connection is handed back to a client
@@ -22,16 +23,9 @@ func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, client
 		if gate.Draining() {
 			m.RequestsAfterSignal.Inc()
 		}
-		m.Inflight.Inc()
+		req := m.Begin()
 		sw := statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK, clients: clients}
-		defer func() {
-			m.Inflight.Dec()
-			if cutByShutdown(r.Context()) {
-				m.Requests.WithLabelValues(metrics.CodeCut).Inc()
-				return
-			}
-			m.CountRequest(sw.code)
-		}()
+		defer func() { req.Done(r.URL.Path, sw.code, cutByShutdown(r.Context())) }()
 		next.ServeHTTP(&sw, r)
 	})
 }

@@ -268,7 +268,7 @@ func TestMethodsAndPaths(t *testing.T) {
 	if got := f.q.Stats().Accepted; got != 0 {
 		t.Errorf("queue accepted %d jobs; want 0", got)
 	}
-	if got := testutil.ToFloat64(f.m.Requests.WithLabelValues("405")); got != 4 {
+	if got := f.requestsTotal(t, "405"); got != 4 {
 		t.Errorf("lameduck_http_requests_total{code=\"405\"} = %v; want 4", got)
 	}
 }
@@ -375,7 +375,7 @@ func TestJobsQueueFull(t *testing.T) {
 	if got := testutil.ToFloat64(f.m.JobsRejected.WithLabelValues(metrics.ReasonFull)); got != 2 {
 		t.Errorf("lameduck_jobs_rejected_total{reason=\"full\"} = %v; want 2", got)
 	}
-	if got := testutil.ToFloat64(f.m.Requests.WithLabelValues("503")); got != 2 {
+	if got := f.requestsTotal(t, "503"); got != 2 {
 		t.Errorf("lameduck_http_requests_total{code=\"503\"} = %v; want 2", got)
 	}
 }
@@ -486,7 +486,7 @@ func TestDrainingTurnsKeepAlivesOff(t *testing.T) {
 
 func TestRequestsTotal(t *testing.T) {
 	f := newFixture(t, testConfig())
-	count := func(code string) float64 { return testutil.ToFloat64(f.m.Requests.WithLabelValues(code)) }
+	count := func(code string) float64 { return f.requestsTotal(t, code) }
 	for range 3 {
 		f.serve(http.MethodPost, "/jobs", "")
 	}
@@ -500,7 +500,7 @@ func TestRequestsTotal(t *testing.T) {
 			t.Errorf("lameduck_http_requests_total{code=%q} = %v; want %v", code, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(f.m.Inflight); got != 0 {
+	if got := f.inflight(t); got != 0 {
 		t.Errorf("lameduck_http_inflight_requests after every request = %v; want 0", got)
 	}
 }
@@ -515,10 +515,10 @@ func TestInflight(t *testing.T) {
 		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/hello?delay=10s", nil)
 		f.h.ServeHTTP(httptest.NewRecorder(), req)
 	}()
-	waitFor(t, "lameduck_http_inflight_requests to be 1", func() bool { return testutil.ToFloat64(f.m.Inflight) == 1 })
+	waitFor(t, "lameduck_http_inflight_requests to be 1", func() bool { return f.inflight(t) == 1 })
 	cancel()
 	<-done
-	if got := testutil.ToFloat64(f.m.Inflight); got != 0 {
+	if got := f.inflight(t); got != 0 {
 		t.Errorf("lameduck_http_inflight_requests after the request = %v; want 0", got)
 	}
 }

@@ -116,3 +116,30 @@ func TestShellJoin(t *testing.T) {
 		t.Errorf("shellJoin() = %s; want %s", got, want)
 	}
 }
+
+func TestParseProcs(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []int
+	}{{"1,2", []int{1, 2}}, {" 2 ", []int{2}}, {"4, 1", []int{4, 1}}} {
+		got, err := parseProcs(c.in)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("parseProcs(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{"", "0", "1,x", "1,1", "-2", "1,"} {
+		if got, err := parseProcs(in); err == nil {
+			t.Errorf("parseProcs(%q) = %v; want an error", in, got)
+		}
+	}
+}
+
+func TestParseBenchCPU(t *testing.T) {
+	got, err := parseBench(strings.NewReader("BenchmarkMiddlewareParallel-2 100 600 ns/op 900 cpu-ns/op 72 B/op 3 allocs/op\n"))
+	if err != nil {
+		t.Fatalf("parseBench() error: %v", err)
+	}
+	if len(got) != 1 || len(got[0].cpu) != 1 || got[0].cpu[0] != 900 || got[0].ns[0] != 600 {
+		t.Errorf("parseBench() = %+v; want ns/op 600, cpu-ns/op 900", got[0])
+	}
+}

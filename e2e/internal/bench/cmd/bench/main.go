@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,6 +54,7 @@ type options struct {
 	only                       map[string]bool // empty: every section
 
 	gomaxprocs     int
+	procs          []int // overhead: the GOMAXPROCS values, side by side
 	rounds         int
 	round, warmup  time.Duration
 	threads, conns int
@@ -73,7 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ldflags, "ldflags", "-s -w", "go build -ldflags for lameduck (make bench passes the Makefile's LDFLAGS)")
 	fs.BoolVar(&o.docker, "docker", true, "measure the image: docker build --target prebuilt from the binary built here (needs docker)")
 	fs.StringVar(&o.image, "image", "lameduck:bench", "tag of that image, removed afterwards")
-	fs.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of every server the harness starts")
+	fs.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of the servers the harness starts, but for overhead's (-procs)")
+	procs := fs.String("procs", "1,2", "overhead: comma-separated GOMAXPROCS values; lameduck and plain run at each, side by side")
 	fs.IntVar(&o.rounds, "rounds", 8, "overhead: rounds, each loading both servers, in alternating order")
 	fs.DurationVar(&o.round, "round", 3*time.Second, "overhead: length of each load (whole seconds)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "overhead: unrecorded load of each server before the rounds")
@@ -88,6 +91,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
+		return exitUsage
+	}
+	var err error
+	if o.procs, err = parseProcs(*procs); err != nil {
+		fmt.Fprintln(stderr, "bench: -procs:", err)
 		return exitUsage
 	}
 	if fs.NArg() > 0 || o.gomaxprocs < 1 || o.rounds < 1 || o.runs < 1 || o.threads < 1 ||
@@ -211,6 +219,22 @@ func build(ctx context.Context, dir, ldflags string) (binaries, error) {
 		}
 	}
 	return b, nil
+}
+
+// parseProcs parses -procs: distinct positive integers, comma-separated.
+func parseProcs(s string) ([]int, error) {
+	var procs []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", strings.TrimSpace(f))
+		}
+		if slices.Contains(procs, n) {
+			return nil, fmt.Errorf("%d given twice", n)
+		}
+		procs = append(procs, n)
+	}
+	return procs, nil
 }
 
 func firstLine(s string) string {

@@ -108,17 +108,22 @@ MISS; they are reported, not failed. Numbers from a busy machine are noisy: comp
 %s
 ## How each number is measured
 
-- **Overhead.** lameduck (the real binary: middleware with metrics, in-flight gauge and draining gate; connection
-  tracking) and internal/bench/plain (net/http, a ServeMux and the same "hello\n" answer, nothing else), both built
-  here with the same Go, CGO_ENABLED=0 -trimpath. Both run with %s in their environment, so each uses at most
-  one core for Go code, and wrk (Debian's wrk, -t %d -c %d, keep-alive, closed loop) gets the other core. Rounds
-  alternate the order, lameduck, plain, plain, lameduck, ... (%d rounds of %s per server, after %s of unrecorded
-  warm-up each); each ratio is the median of the per-round ratios, so a drift in the machine's load cancels.
+- **Overhead.** lameduck (the real binary: middleware with metrics, the request-duration histogram, in-flight
+  gauge and draining gate; connection tracking) and internal/bench/plain (net/http, a ServeMux and the same
+  "hello\n" answer, nothing else), both built here with the same Go, CGO_ENABLED=0 -trimpath. A lameduck and a
+  plain server run at each of %s (GOMAXPROCS in their environment), all at once, side by side; wrk (Debian's
+  wrk, -t %d -c %d, keep-alive, closed loop) loads one server at a time. Nothing is pinned: the kernel schedules
+  the server and wrk's single thread on the 2 cores, so at GOMAXPROCS=1 the server gets about a core and wrk
+  the other, while at GOMAXPROCS=2 the server's two threads share the cores with wrk and it gets what wrk leaves
+  (the cores busy are in the table): the same for both servers, which is what the ratio compares. Each round
+  loads every server for %s (after %s of unrecorded warm-up each), and the order reverses from one round to the
+  next (lameduck, plain, plain, lameduck, ... within a GOMAXPROCS); each ratio is the median of %d per-round
+  ratios, so a drift in the machine's load hits both sides alike, and the range is the spread.
   Server CPU per request is utime+stime from /proc/PID/stat over a round divided by the requests answered: it
   is the overhead with the generator taken out, and the steadier number on a shared machine; lameduck's own code
   (middleware, connection tracking) shows in user time, while system time is the kernel's loopback TCP work,
-  the same for both. "busy" near 100%% means the server, not wrk or other load, was the limit; well below it,
-  throughput says more about the machine than about the servers.
+  the same for both. Servers busy near their GOMAXPROCS in cores means the server, not wrk or other load, was
+  the limit; well below it, throughput says more about the machine than about the servers.
 - **Shutdown.** lameduck with LAMEDUCK_PRESTOP_DELAY=%s; the time from SIGTERM to the process's exit (wait4
   returning), minus what it must wait for: the preStop delay (idle: one idle keep-alive connection open, nothing in
   flight), or the later of the preStop delay and the last in-flight response reaching the client. Every run must
@@ -137,16 +142,31 @@ MISS; they are reported, not failed. Numbers from a busy machine are noisy: comp
   (enqueue → processed, the observation behind lameduck_job_latency_seconds). The admission's cost on the hot
   path is queue.BenchmarkEnqueue (a job's whole way through Enqueue, with the decision) and
   queue.BenchmarkEnqueueRefused (a refusal) below; GET /hello does not reach the queue.
-- **Micro-benchmarks.** `+"`go test -run '^$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/`"+`,
-  raw output in %s, summarised above as the median of the 5 counts. To compare a change:
-  `+"`go test -run '^$' -bench . -benchmem -count 5 ./internal/server/ ./internal/queue/ > new.txt`"+` then
-  `+"`go run golang.org/x/perf/cmd/benchstat@latest %s new.txt`"+`.
+- **Micro-benchmarks.** `+"`go test -run '^$' -bench . -skip Parallel -benchmem -count 5 ./internal/server/ ./internal/queue/`"+`,
+  then the RunParallel ones, which load the middleware and the connection tracker from every P at once, at
+  -cpu 1,2,4: `+"`go test -run '^$' -bench Parallel -benchmem -cpu 1,2,4 -count 5 ./internal/server/ ./internal/app/`"+`;
+  raw output in %s, summarised above as the median of the 5 counts. ns/op of a RunParallel benchmark is wall
+  time over all the Ps (with 2 cores, -2 and -4 can at best halve -1's); CPU ns/op is the process's CPU time per op,
+  which contention on shared memory makes grow with the Ps. To compare a change: the same commands into new.txt,
+  then `+"`go run golang.org/x/perf/cmd/benchstat@latest %s new.txt`"+`.
 `,
 		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpu, m.mem, m.kernel, m.loadStart, m.loadEnd,
 		m.goVersion, m.code, shellJoin(args), table,
-		"GOMAXPROCS="+strconv.Itoa(o.gomaxprocs), o.threads, o.conns, o.rounds, o.round, o.warmup,
+		procsList(o.procs), o.threads, o.conns, o.round, o.warmup, o.rounds,
 		fmtDur(o.prestop), o.runs, microName(o.micro), microName(o.micro))
 	return b.String()
+}
+
+// procsList is "GOMAXPROCS=1 and GOMAXPROCS=2" for procs 1, 2.
+func procsList(procs []int) string {
+	var s []string
+	for _, n := range procs {
+		s = append(s, "GOMAXPROCS="+strconv.Itoa(n))
+	}
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }
 
 // shellJoin quotes args for a shell where needed.
@@ -185,11 +205,15 @@ func (b *bench) microRows(context.Context) ([]row, error) {
 	}
 	rows := make([]row, 0, len(results))
 	for _, r := range results {
+		cpu := ""
+		if len(r.cpu) > 0 {
+			cpu = fmt.Sprintf(" (%s CPU ns/op)", fmtInt(median(r.cpu)))
+		}
 		rows = append(rows, row{
 			"go test -bench " + r.name,
 			none,
-			fmt.Sprintf("%s ns/op, %s B/op, %s allocs/op (median of %d)",
-				fmtInt(median(r.ns)), fmtInt(median(r.bytes)), fmtInt(median(r.allocs)), len(r.ns)),
+			fmt.Sprintf("%s ns/op%s, %s B/op, %s allocs/op (median of %d)",
+				fmtInt(median(r.ns)), cpu, fmtInt(median(r.bytes)), fmtInt(median(r.allocs)), len(r.ns)),
 			none,
 		})
 	}
@@ -200,6 +224,7 @@ func (b *bench) microRows(context.Context) ([]row, error) {
 type benchResult struct {
 	name              string // package.BenchmarkName-P
 	ns, bytes, allocs []float64
+	cpu               []float64 // cpu-ns/op, which the RunParallel benchmarks report
 }
 
 // parseBench reads `go test -bench -benchmem` output, keeping the order in
@@ -242,6 +267,8 @@ func parseBench(f io.Reader) ([]*benchResult, error) {
 				r.bytes = append(r.bytes, v)
 			case "allocs/op":
 				r.allocs = append(r.allocs, v)
+			case "cpu-ns/op":
+				r.cpu = append(r.cpu, v)
 			}
 		}
 	}

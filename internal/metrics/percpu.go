@@ -1,0 +1,74 @@
+package metrics
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// PerCPU spreads writes that every request makes over a fixed set of
+// shards, so that requests served on different cores write to different
+// memory: one shared atomic counter, written from every core, costs each
+// write a cache-line transfer, which is what keeps a server from scaling.
+//
+// Get returns the shard of the calling goroutine's P (its processor) in the
+// usual case: the shards sit in a sync.Pool, whose fast path is P-local. A
+// shard is never lost: the pool only hands out pointers into the fixed set
+// (when the pool is empty, after a garbage collection, it hands out the
+// next one round-robin), so a reader sums All of them. Two goroutines may
+// use the same shard at once: everything in it is atomic.
+type PerCPU[T any] struct {
+	all  []*T
+	pool sync.Pool
+	next atomic.Uint32
+}
+
+// NewPerCPU returns n shards (at least 1), each a zero T.
+func NewPerCPU[T any](n int) *PerCPU[T] {
+	p := &PerCPU[T]{all: make([]*T, max(n, 1))}
+	for i := range p.all {
+		p.all[i] = new(T)
+	}
+	p.pool.New = func() any { return p.all[int(p.next.Add(1))%len(p.all)] }
+	return p
+}
+
+// Get returns a shard, usually the calling P's.
+func (p *PerCPU[T]) Get() *T {
+	s := p.pool.Get().(*T)
+	p.pool.Put(s)
+	return s
+}
+
+// All returns every shard, for a reader to sum.
+func (p *PerCPU[T]) All() []*T { return p.all }
+
+// Count is a sharded count of things in progress (a gauge of int64): each
+// is added to one shard when it starts and subtracted from the same shard
+// when it ends, so each shard counts its own, and the sum is the count.
+type Count struct {
+	shards *PerCPU[paddedInt64]
+}
+
+// paddedInt64 fills a cache line, so that no two shards share one.
+type paddedInt64 struct {
+	_ [56]byte
+	n atomic.Int64
+	_ [64]byte
+}
+
+// NewCount returns a Count with n shards.
+func NewCount(n int) *Count { return &Count{shards: NewPerCPU[paddedInt64](n)} }
+
+// Shard returns a shard to add to and later subtract from (Add(1), then
+// Add(-1) on the same shard, keeps every shard's value the number of what
+// it counts now).
+func (c *Count) Shard() *atomic.Int64 { return &c.shards.Get().n }
+
+// Load returns the sum of the shards.
+func (c *Count) Load() int64 {
+	var n int64
+	for _, s := range c.shards.All() {
+		n += s.n.Load()
+	}
+	return n
+}
