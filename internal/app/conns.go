@@ -4,9 +4,12 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lameduck/lameduck/internal/metrics"
 )
 
 // newConnIdle is how long a connection may stay new (accepted, no request
@@ -28,12 +31,12 @@ const newConnIdle = 5 * time.Second
 //
 // The hot path takes no lock: each connection has its own record, its state
 // in an atomic, which a request finds with a lock-free read of the map and
-// writes only to it; the request count is one atomic. The map is written when
+// writes only to it; a request counts itself on a per-CPU shard. The map is written when
 // a connection opens and closes; the lock is taken only while a shutdown
 // waits, and the counting is done then, by the waiter.
 type connTracker struct {
 	conns    sync.Map     // net.Conn → *trackedConn, from StateNew until StateClosed or StateHijacked
-	requests atomic.Int64 // requests (HTTP/2: streams) inside a handler
+	requests *metrics.Count // requests (HTTP/2: streams) inside a handler, on per-CPU shards
 	waiters  atomic.Int32 // waits under way: only then do hooks and requests wake anyone
 
 	mu      sync.Mutex
@@ -47,7 +50,7 @@ type trackedConn struct {
 }
 
 func newConnTracker() *connTracker {
-	return &connTracker{}
+	return &connTracker{requests: metrics.NewCount(runtime.GOMAXPROCS(0))}
 }
 
 // hook is the http.Server ConnState callback. net/http calls it for one
@@ -87,9 +90,10 @@ func (t *connTracker) hook(c net.Conn, s http.ConnState) {
 // count is the middleware that counts the requests inside next.
 func (t *connTracker) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t.requests.Add(1)
+		shard := t.requests.Shard()
+		shard.Add(1)
 		defer func() {
-			t.requests.Add(-1)
+			shard.Add(-1)
 			if t.waiters.Load() > 0 {
 				t.wake()
 			}
