@@ -35,9 +35,9 @@ const newConnIdle = 5 * time.Second
 // a connection opens and closes; the lock is taken only while a shutdown
 // waits, and the counting is done then, by the waiter.
 type connTracker struct {
-	conns    sync.Map     // net.Conn → *trackedConn, from StateNew until StateClosed or StateHijacked
+	conns    sync.Map       // net.Conn → *trackedConn, from StateNew until StateClosed or StateHijacked
 	requests *metrics.Count // requests (HTTP/2: streams) inside a handler, on per-CPU shards
-	waiters  atomic.Int32 // waits under way: only then do hooks and requests wake anyone
+	waiters  atomic.Int32   // waits under way: only then do hooks and requests wake anyone
 
 	mu      sync.Mutex
 	changed chan struct{} // closed (and set to nil) on a change a waiter may await; made only for a waiter
