@@ -164,7 +164,7 @@ func h2Limits() *http.HTTP2Config {
 // a stream the request limit refuses still costs its header block and a
 // goroutine until its 503 is written. Clients open more connections, or
 // queue, beyond it.
-const h2MaxStreams = 32
+const h2MaxStreams = 16
 
 // service is lameduck's running state between start-up and exit.
 type service struct {
