@@ -25,7 +25,7 @@ type h2Result struct {
 	streams                atomic.Int64 // streams opened (HEADERS sent)
 	ok, unavailable, other atomic.Int64 // responses by status: 200, 503, anything else
 	retryAfter             atomic.Int64 // 503s with a Retry-After header
-	resets                 atomic.Int64 // RST_STREAM frames received (REFUSED_STREAM and others)
+	resets                 atomic.Int64 // streams reset (RST_STREAM) before any answer: over the connection's stream limit
 	goAways                atomic.Int64
 	bodyBytes              atomic.Int64 // request body bytes sent (never read by the handler)
 
@@ -34,7 +34,7 @@ type h2Result struct {
 }
 
 func (r *h2Result) String() string {
-	return fmt.Sprintf("%d streams opened on %d connections (%d refused or closed at once): %d× 200, %d× 503 (%d with Retry-After), %d other, %d RST_STREAM, %d GOAWAY; %.1f MiB of request body sent, never read",
+	return fmt.Sprintf("%d streams opened on %d connections (%d refused or closed at once): %d× 200, %d× 503 (%d with Retry-After), %d other, %d reset unanswered (RST_STREAM), %d GOAWAY; %.1f MiB of request body sent, never read",
 		r.streams.Load(), r.conns.Load(), r.refusedConns.Load(), r.ok.Load(), r.unavailable.Load(), r.retryAfter.Load(),
 		r.other.Load(), r.resets.Load(), r.goAways.Load(), float64(r.bodyBytes.Load())/(1<<20))
 }
@@ -138,6 +138,7 @@ func openH2(addr string, n, streams, headerBytes, bodyBytes, conc int, path stri
 func (c *h2Conn) read(r *h2Result) {
 	once := sync.OnceFunc(func() { close(c.settings) })
 	defer once()
+	answered := map[uint32]bool{} // streams that got a response
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
@@ -163,6 +164,7 @@ func (c *h2Conn) read(r *h2Result) {
 				c.connWin.Add(int64(f.Increment))
 			}
 		case *http2.MetaHeadersFrame:
+			answered[f.StreamID] = true
 			switch f.PseudoValue("status") {
 			case "200":
 				r.ok.Add(1)
@@ -177,7 +179,9 @@ func (c *h2Conn) read(r *h2Result) {
 				r.other.Add(1)
 			}
 		case *http2.RSTStreamFrame:
-			r.resets.Add(1)
+			if !answered[f.StreamID] {
+				r.resets.Add(1)
+			}
 		case *http2.GoAwayFrame:
 			r.goAways.Add(1)
 		case *http2.PingFrame:
