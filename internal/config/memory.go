@@ -2,9 +2,8 @@ package config
 
 // What lameduck holds in memory, per unit, measured on linux/amd64 with Go
 // 1.26 and 1.27 (make bench's hostile mixes; idem's TestEntryBytes) and
-// rounded up. The
-// worst case at a configuration is their sum at its limits; the README's
-// memory budget table prints it for the defaults.
+// rounded up. The worst case at a configuration is their sum at its limits;
+// the README's memory budget table prints it for the defaults.
 const (
 	// BaseBytes is the process with no client: the runtime, the heap of an
 	// idle server, the metrics registry and the binary's resident text.
