@@ -9,8 +9,15 @@
 // reports the exit code. Every load is bounded: -dialers goroutines open the
 // connections, -workers send the keyed jobs.
 //
+// Then, on a fresh server, its h2c part (h2c.go): -h2-conns HTTP/2
+// connections with prior knowledge, each opening -h2-streams streams of GET
+// -h2-path with a large header and a request body the handler never reads,
+// held open; it reports the peak resident memory, the answers (200, 503 with
+// Retry-After, streams reset unanswered) and the most requests in handlers.
+//
 //	go run ./internal/bench/cmd/hostile                    # the mix
 //	go run ./internal/bench/cmd/hostile -idle 1000 -keys 20000 -out ''
+//	go run ./internal/bench/cmd/hostile -idle 0 -headers 0 -keys 0 -h2-streams 16 -out ''
 package main
 
 import (
@@ -60,7 +67,7 @@ func main() {
 	flag.IntVar(&o.dialers, "dialers", 64, "goroutines opening connections")
 	flag.IntVar(&o.workers, "workers", 16, "goroutines (and connections) posting keyed jobs")
 	flag.IntVar(&o.h2Conns, "h2-conns", 512, "the h2c part, on a fresh server: h2c connections (0: skip the part)")
-	flag.IntVar(&o.h2Streams, "h2-streams", 100, "streams opened on each h2c connection")
+	flag.IntVar(&o.h2Streams, "h2-streams", 100, "streams opened on each h2c connection (beyond the 16 lameduck allows, each is reset: a hostile client)")
 	flag.IntVar(&o.h2HeaderBytes, "h2-header-bytes", 7000, "size of a filler header on each stream")
 	flag.IntVar(&o.h2Body, "h2-body", 16384, "request body sent on each stream, as far as flow control allows (never ended, never read)")
 	flag.StringVar(&o.h2Path, "h2-path", "/hello?delay=4s", "the path of each stream (GET)")
