@@ -104,6 +104,13 @@ func TestConnectionCap(t *testing.T) {
 	if code := p.wait(10 * time.Second); code != 0 {
 		t.Errorf("exit code = %d; want 0", code)
 	}
+	// The exit's account says how close to the cap the process came and
+	// what the cap refused: no scrape reads it once the process is gone.
+	sum := p.find("shutdown complete")
+	if refused, _ := sum["connections_refused"].(float64); sum["connections_peak"] != 3.0 || refused < 1 {
+		t.Errorf("shutdown complete: connections_peak %v, connections_refused %v; want 3 and at least 1",
+			sum["connections_peak"], sum["connections_refused"])
+	}
 }
 
 // TestSlowClientsAreTimedOut: idle connections, slow headers and oversized

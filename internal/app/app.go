@@ -211,10 +211,15 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhaseQueue).Set(queuePhase.Seconds())
 
 	// 5. One honest account.
+	var peak, refused int64
+	if l, ok := s.appLn.(*limitListener); ok {
+		peak, refused = l.Peak()
+	}
 	record := []any{
 		"jobs_accepted", stats.Accepted, "jobs_processed", stats.Processed, "jobs_dropped", stats.Dropped,
 		"requests_cut", cut, "requests_after_signal", counterValue(s.metrics.RequestsAfterSignal),
 		"requests_by_code", s.metrics.RequestsByCode(),
+		"connections_peak", peak, "connections_refused", refused,
 		"prestop_seconds", seconds(prestop), "http_seconds", seconds(httpPhase),
 		"queue_seconds", seconds(queuePhase), "total_seconds", seconds(time.Since(start)),
 	}

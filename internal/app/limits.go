@@ -19,6 +19,8 @@ type limitListener struct {
 	net.Listener
 	max     int64
 	open    atomic.Int64
+	peak    atomic.Int64 // the most open at once
+	refused atomic.Int64
 	closed  atomic.Bool
 	metrics *metrics.Limits
 }
@@ -43,16 +45,25 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			}
 			return nil, err
 		}
-		if l.open.Add(1) > l.max {
+		n := l.open.Add(1)
+		if n > l.max {
 			l.open.Add(-1)
+			l.refused.Add(1)
 			l.metrics.ConnsRefused.Inc()
 			_ = c.Close()
 			continue
+		}
+		for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
 		}
 		l.metrics.Conns.Inc()
 		return &limitConn{Conn: c, l: l}, nil
 	}
 }
+
+// Peak returns the most connections that were open at once, and how many
+// were refused over the cap: the exit's account reports both, so that a
+// client's failed connection can be told from the service losing it.
+func (l *limitListener) Peak() (peak, refused int64) { return l.peak.Load(), l.refused.Load() }
 
 // limitConn gives its slot back when it closes, once.
 type limitConn struct {

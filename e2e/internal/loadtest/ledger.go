@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +24,28 @@ type Summary struct {
 	HTTPSeconds    float64 `json:"http_seconds"`
 	QueueSeconds   float64 `json:"queue_seconds"`
 	TotalSeconds   float64 `json:"total_seconds"`
+	// RequestsByCode is the replica's final lameduck_http_requests_total
+	// by code: what its handlers answered.
+	RequestsByCode map[string]float64 `json:"requests_by_code"`
+	// ConnsPeak and ConnsRefused are the most app connections the replica
+	// had open at once, and those it closed at once over LAMEDUCK_MAX_CONNS.
+	ConnsPeak    int64 `json:"connections_peak"`
+	ConnsRefused int64 `json:"connections_refused"`
+}
+
+// Refusals lists the codes other than 200 and 202 that s's handlers
+// answered, with their counts ("503:12 400:1"), or "-".
+func (s Summary) Refusals() string {
+	var parts []string
+	for _, code := range slices.Sorted(maps.Keys(s.RequestsByCode)) {
+		if n := s.RequestsByCode[code]; code != "200" && code != "202" && n > 0 {
+			parts = append(parts, fmt.Sprintf("%s:%.0f", code, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
 }
 
 // Ledger reads replicas' JSON logs and keeps what a rollout test checks: the
@@ -125,11 +149,12 @@ func (l *Ledger) Unprocessed(accepted []string) (missing []string, dropped int) 
 // SummaryTable renders the shutdown summaries, one line each.
 func SummaryTable(ss []Summary) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "  %-28s %8s %9s %7s %4s %8s %7s %7s %7s\n",
-		"replica", "accepted", "processed", "dropped", "cut", "after-sig", "prestop", "http", "queue")
+	fmt.Fprintf(&b, "  %-28s %8s %9s %7s %4s %8s %7s %7s %7s %5s %7s  %s\n",
+		"replica", "accepted", "processed", "dropped", "cut", "after-sig", "prestop", "http", "queue", "conns", "refused", "other codes")
 	for _, s := range ss {
-		fmt.Fprintf(&b, "  %-28s %8d %9d %7d %4d %8.0f %6.2fs %6.2fs %6.2fs\n", s.Source, s.JobsAccepted,
-			s.JobsProcessed, s.JobsDropped, s.RequestsCut, s.AfterSignal, s.PrestopSeconds, s.HTTPSeconds, s.QueueSeconds)
+		fmt.Fprintf(&b, "  %-28s %8d %9d %7d %4d %8.0f %6.2fs %6.2fs %6.2fs %5d %7d  %s\n", s.Source, s.JobsAccepted,
+			s.JobsProcessed, s.JobsDropped, s.RequestsCut, s.AfterSignal, s.PrestopSeconds, s.HTTPSeconds, s.QueueSeconds,
+			s.ConnsPeak, s.ConnsRefused, s.Refusals())
 	}
 	return b.String()
 }

@@ -333,9 +333,28 @@ func (l *Load) record(s *stream, r *vegeta.Result) {
 	}
 	if len(l.samples) < 20 {
 		why := addrRE.ReplaceAllString(urlRE.ReplaceAllString(r.Error, ""), "ADDR")
+		if r.Code != 0 {
+			why += answerOrigin(r)
+		}
 		l.samples = append(l.samples, fmt.Sprintf("%s %s %s at %s (%s): %s: %s", s.spec.name, r.Method, r.URL,
 			r.Timestamp.Format("15:04:05.000"), phase, kind, why))
 	}
+}
+
+// answerOrigin describes an HTTP answer that failed, so that its origin can
+// be told: lameduck's handlers answer through net/http's response writer,
+// which always sets Date; net/http answers a request it cannot parse with a
+// bare status line, no Date, before any handler runs.
+func answerOrigin(r *vegeta.Result) string {
+	body := r.Body
+	if len(body) > 120 {
+		body = body[:120]
+	}
+	origin := "from a handler"
+	if r.Headers.Get("Date") == "" {
+		origin = "from net/http before any handler (no Date header)"
+	}
+	return fmt.Sprintf(" (%s; body %q)", origin, body)
 }
 
 // backPressure reports whether r is a refusal the client is told to retry:
