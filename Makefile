@@ -144,8 +144,9 @@ soak: image
 
 # --- benchmarks -------------------------------------------------------------------
 BENCH_FLAGS ?=
-# the hostile mix (idle connections, unfinished 1 MiB headers, 100,000 distinct keys) vs the pod's memory
-# limit, written to e2e/internal/bench/HOSTILE.md; HOSTILE_FLAGS="-idle 8000" and so on, -h lists them
+# the hostile mix (idle connections, unfinished 1 MiB headers, 100,000 distinct keys), then its h2c part (512
+# h2c connections × 100 streams of GET /hello?delay=4s with bodies never read) vs the pod's memory limit,
+# written to e2e/internal/bench/HOSTILE.md; HOSTILE_FLAGS="-idle 8000" and so on, -h lists them
 HOSTILE_FLAGS ?=
 BENCH_MICRO ?= $(CURDIR)/e2e/internal/bench/micro.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

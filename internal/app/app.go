@@ -81,7 +81,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.app = &http.Server{
-		Handler:           s.conns.count(server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients)),
+		Handler: limitRequests(s.conns.count(server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients)),
+			cfg.MaxRequests, s.gate, cfg.WriteTimeout, limits.RequestsRefused),
 		Protocols:         &protocols,
 		HTTP2:             h2Limits(),
 		ConnState:         s.conns.hook,
@@ -144,18 +145,26 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 // h2Limits bounds what one HTTP/2 connection can make the server buffer:
 // net/http's defaults let a client park 1 MiB of request body per connection
 // (its flow-control window) and send 1 MiB frames, read whole into memory.
-// Here a connection buffers at most 64 KiB of body (16 KiB per stream) and
-// reads frames of at most 16 KiB, both protocol minimums; streams at once
-// are the RFC's recommended 100. HTTP/2 still lets one connection hold up
-// to 100 requests, which the memory budget (README) does not yet count.
+// Here a connection buffers at most 64 KiB of body (config.H2StreamBuffer
+// per stream) and reads frames of at most 16 KiB, both protocol minimums;
+// it carries at most h2MaxStreams streams at once. The streams of all
+// connections together are bounded by LAMEDUCK_MAX_REQUESTS (requestLimit),
+// and config.MemoryWorstCase counts both.
 func h2Limits() *http.HTTP2Config {
 	return &http.HTTP2Config{
-		MaxConcurrentStreams:          100,
-		MaxReadFrameSize:              16 << 10,
+		MaxConcurrentStreams:          h2MaxStreams,
+		MaxReadFrameSize:              config.H2FrameBytes,
 		MaxReceiveBufferPerConnection: 64 << 10,
-		MaxReceiveBufferPerStream:     16 << 10,
+		MaxReceiveBufferPerStream:     config.H2StreamBuffer,
 	}
 }
+
+// h2MaxStreams is the most streams one HTTP/2 connection carries at once
+// (SETTINGS_MAX_CONCURRENT_STREAMS): below the RFC's recommended 100, since
+// a stream the request limit refuses still costs its header block and a
+// goroutine until its 503 is written. Clients open more connections, or
+// queue, beyond it.
+const h2MaxStreams = 16
 
 // service is lameduck's running state between start-up and exit.
 type service struct {

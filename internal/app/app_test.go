@@ -32,7 +32,7 @@ func testConfig() config.Config {
 		MaxDelay: time.Second, MaxWork: 500 * time.Millisecond, MaxBody: 65536,
 		QueueSize: 100, Workers: 2, JobDuration: 10 * time.Millisecond,
 		IdempotencyTTL: time.Minute, IdempotencyMaxKeys: 100,
-		IdempotencyMaxBytes: 1 << 20, MaxConns: 100, MaxHeaderBytes: 8192,
+		IdempotencyMaxBytes: 1 << 20, MaxConns: 100, MaxRequests: 100, MaxHeaderBytes: 8192,
 		ReadHeaderTimeout: time.Second, BodyTimeout: time.Second, WriteTimeout: time.Second, IdleTimeout: time.Minute,
 		PrestopDelay: 100 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
 		DrainTimeout: time.Second, GracePeriod: 30 * time.Second,

@@ -64,7 +64,8 @@ type Config struct {
 
 	// Bounds on what one client can hold; see limits.go and the README's memory budget.
 	IdempotencyMaxBytes int64         `split_words:"true" default:"4194304" desc:"most memory in bytes the remembered Idempotency-Keys take, bookkeeping included (oldest forgotten first)"`
-	MaxConns            int           `split_words:"true" default:"512" desc:"most app connections open at once; more are closed at once (the admin listener is not counted)"`
+	MaxConns            int           `split_words:"true" default:"256" desc:"most app connections open at once; more are closed at once (the admin listener is not counted)"`
+	MaxRequests         int           `split_words:"true" default:"256" desc:"most app requests in handlers at once, over every connection (an HTTP/2 connection carries up to 16); more are answered 503 with Retry-After at once"`
 	MaxHeaderBytes      int           `split_words:"true" default:"8192" desc:"largest request header block in bytes (larger is 431)"`
 	ReadHeaderTimeout   time.Duration `split_words:"true" default:"5s" desc:"longest a client may take to send a request's headers"`
 	BodyTimeout         time.Duration `split_words:"true" default:"5s" desc:"longest a client may take to send a request's body once its headers are in (408 after)"`

@@ -16,6 +16,7 @@ import (
 // Bounds that keep a typo in the client limits from exhausting memory.
 const (
 	maxMaxConns         = 100_000
+	maxMaxRequests      = 100_000
 	minMaxHeaderBytes   = 1 << 10 // below this, ordinary clients' headers are refused
 	maxMaxHeaderBytes   = 1 << 20 // net/http's own default
 	maxIdempotencyBytes = 1 << 30
@@ -59,6 +60,7 @@ func (c Config) validateLimits(bad func(field, format string, args ...any)) {
 		n, least, most int64
 	}{
 		{"MAX_CONNS", int64(c.MaxConns), 1, maxMaxConns},
+		{"MAX_REQUESTS", int64(c.MaxRequests), 1, maxMaxRequests},
 		{"MAX_HEADER_BYTES", int64(c.MaxHeaderBytes), minMaxHeaderBytes, maxMaxHeaderBytes},
 		{"IDEMPOTENCY_MAX_BYTES", c.IdempotencyMaxBytes, 1 << 10, maxIdempotencyBytes},
 	}

@@ -9,6 +9,9 @@ const CodeCut = "cut"
 type Limits struct {
 	Conns        prometheus.Gauge   // app connections open now
 	ConnsRefused prometheus.Counter // app connections closed at once, over LAMEDUCK_MAX_CONNS
+	// RequestsRefused counts app requests (HTTP/2: streams) answered 503 at
+	// once, over LAMEDUCK_MAX_REQUESTS; they are not in lameduck_http_requests_total.
+	RequestsRefused prometheus.Counter
 }
 
 // NewLimits creates the bounds' collectors and registers them with reg,
@@ -23,8 +26,12 @@ func NewLimits(reg prometheus.Registerer, keys func() int, bytes func() int64) *
 			Name: "lameduck_http_connections_refused_total",
 			Help: "App connections closed as soon as accepted because LAMEDUCK_MAX_CONNS were open.",
 		}),
+		RequestsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lameduck_http_requests_refused_total",
+			Help: "App requests (HTTP/2: streams) answered 503 with Retry-After at once because LAMEDUCK_MAX_REQUESTS were in handlers.",
+		}),
 	}
-	reg.MustRegister(l.Conns, l.ConnsRefused,
+	reg.MustRegister(l.Conns, l.ConnsRefused, l.RequestsRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "lameduck_idempotency_keys", Help: "Idempotency-Keys remembered now.",
 		}, func() float64 { return float64(keys()) }),

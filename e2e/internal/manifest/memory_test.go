@@ -12,8 +12,9 @@ import (
 )
 
 // TestMemoryFits: at the ConfigMap's values, whatever clients do (every
-// connection open with a full header block, the key store full, the queue
-// full) fits in the Deployment's GOMEMLIMIT and limits.memory. Each mutation
+// connection open with a full header block, HTTP/1.1 or HTTP/2, every
+// request slot taken by a stream with a full header block and body buffer,
+// the key store full, the queue full) fits in the Deployment's GOMEMLIMIT and limits.memory. Each mutation
 // of the real manifests must fail, for the reason it names.
 func TestMemoryFits(t *testing.T) {
 	tests := []struct {
@@ -23,6 +24,8 @@ func TestMemoryFits(t *testing.T) {
 	}{
 		{"the real manifests", func(*manifest.Manifests) {}, ""},
 		{"more connections than memory", func(m *manifest.Manifests) { m.ConfigMap.Data["LAMEDUCK_MAX_CONNS"] = "4000" },
+			"exceeds 80% of GOMEMLIMIT"},
+		{"more requests than memory", func(m *manifest.Manifests) { m.ConfigMap.Data["LAMEDUCK_MAX_REQUESTS"] = "1024" },
 			"exceeds 80% of GOMEMLIMIT"},
 		{"larger headers than memory", func(m *manifest.Manifests) { m.ConfigMap.Data["LAMEDUCK_MAX_HEADER_BYTES"] = "1048576" },
 			"exceeds 80% of GOMEMLIMIT"},
@@ -55,9 +58,9 @@ func TestMemoryFits(t *testing.T) {
 			}
 			if tt.want == "" {
 				for _, p := range cfg.MemoryWorstCase() {
-					t.Logf("%-18s %6.1f MiB  %s", p.Name, float64(p.Bytes)/(1<<20), p.Why)
+					t.Logf("%-20s %6.1f MiB  %s", p.Name, float64(p.Bytes)/(1<<20), p.Why)
 				}
-				t.Logf("%-18s %6.1f MiB", "total", float64(config.MemoryTotal(cfg.MemoryWorstCase()))/(1<<20))
+				t.Logf("%-20s %6.1f MiB", "total", float64(config.MemoryTotal(cfg.MemoryWorstCase()))/(1<<20))
 			}
 		})
 	}

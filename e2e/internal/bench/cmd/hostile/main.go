@@ -9,8 +9,15 @@
 // reports the exit code. Every load is bounded: -dialers goroutines open the
 // connections, -workers send the keyed jobs.
 //
+// Then, on a fresh server, its h2c part (h2c.go): -h2-conns HTTP/2
+// connections with prior knowledge, each opening -h2-streams streams of GET
+// -h2-path with a large header and a request body the handler never reads,
+// held open; it reports the peak resident memory, the answers (200, 503 with
+// Retry-After, streams reset unanswered) and the most requests in handlers.
+//
 //	go run ./internal/bench/cmd/hostile                    # the issue's mix
 //	go run ./internal/bench/cmd/hostile -idle 1000 -keys 20000 -out ''
+//	go run ./internal/bench/cmd/hostile -idle 0 -headers 0 -keys 0 -h2-streams 16 -out ''
 package main
 
 import (
@@ -39,6 +46,10 @@ type options struct {
 	idle, headers, keys          int
 	headerBytes, keyBytes        int
 	dialers, workers             int
+
+	h2Conns, h2Streams    int // the h2c part: connections, streams on each
+	h2HeaderBytes, h2Body int
+	h2Path                string
 }
 
 func main() {
@@ -55,6 +66,11 @@ func main() {
 	flag.IntVar(&o.keyBytes, "key-bytes", 256, "length of each Idempotency-Key")
 	flag.IntVar(&o.dialers, "dialers", 64, "goroutines opening connections")
 	flag.IntVar(&o.workers, "workers", 16, "goroutines (and connections) posting keyed jobs")
+	flag.IntVar(&o.h2Conns, "h2-conns", 512, "the h2c part, on a fresh server: h2c connections (0: skip the part)")
+	flag.IntVar(&o.h2Streams, "h2-streams", 100, "streams opened on each h2c connection (beyond the 16 lameduck allows, each is reset: a hostile client)")
+	flag.IntVar(&o.h2HeaderBytes, "h2-header-bytes", 7000, "size of a filler header on each stream")
+	flag.IntVar(&o.h2Body, "h2-body", 16384, "request body sent on each stream, as far as flow control allows (never ended, never read)")
+	flag.StringVar(&o.h2Path, "h2-path", "/hello?delay=4s", "the path of each stream (GET)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
@@ -73,13 +89,67 @@ func run(o options) error {
 			return fmt.Errorf("build: %w", err)
 		}
 	}
+	var b strings.Builder
+	if o.idle+o.headers+o.keys > 0 {
+		if err := o.mix(&b); err != nil {
+			return err
+		}
+	}
+	if o.h2Conns > 0 {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		if err := o.h2Mix(&b); err != nil {
+			return err
+		}
+	}
+	fmt.Print(b.String())
+	if o.out != "" {
+		head := fmt.Sprintf("# lameduck under a hostile mix\n\nWritten by `make bench` (internal/bench/cmd/hostile) on %s; %d CPUs, %s.\n\n",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), strings.TrimSpace(loadavg()))
+		if err := os.WriteFile(o.out, []byte(head+b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start runs the binary with GOMEMLIMIT and -env on loopback.
+func (o options) start() (*binproc.Process, error) {
 	env := []string{"GOMEMLIMIT=" + o.gomemlimit}
 	if o.env != "" {
 		env = append(env, strings.Split(o.env, ",")...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv, err := binproc.Start(ctx, o.binary, binproc.Config{Env: env, Keep: func(binproc.Record) bool { return false }})
+	return binproc.Start(ctx, o.binary, binproc.Config{Env: env, Keep: func(binproc.Record) bool { return false }})
+}
+
+// stop sends SIGTERM and returns the exit code (-1: no exit within a minute).
+func stop(srv *binproc.Process) int {
+	_ = srv.Terminate()
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancelWait()
+	code, err := srv.Wait(waitCtx)
+	if err != nil {
+		return -1
+	}
+	return code
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func (o options) verdict(hwm int64) string {
+	if hwm > o.limit {
+		return "OVER the limit: an OOM kill in the pod"
+	}
+	return "fits"
+}
+
+// mix is issue #11's part: idle connections, unfinished header blocks and
+// keyed jobs at once, on HTTP/1.1.
+func (o options) mix(b *strings.Builder) error {
+	srv, err := o.start()
 	if err != nil {
 		return err
 	}
@@ -105,43 +175,22 @@ func run(o options) error {
 	idle.close()
 	big.close()
 
-	_ = srv.Terminate()
-	waitCtx, cancelWait := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancelWait()
-	code, err := srv.Wait(waitCtx)
-	if err != nil {
-		code = -1
-	}
-
-	mib := func(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-	verdict := "fits"
-	if hwm > o.limit {
-		verdict = "OVER the limit: an OOM kill in the pod"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "| hostile mix (GOMEMLIMIT=%s%s) | measured |\n|---|---|\n", o.gomemlimit, envNote(o.env))
-	fmt.Fprintf(&b, "| peak resident memory (VmHWM) vs limits.memory | **%s** vs %s: %s |\n", mib(hwm), mib(o.limit), verdict)
-	fmt.Fprintf(&b, "| idle keep-alive connections | %d asked, %d answered, %d refused or closed at once, %d still open at the end |\n",
+	code := stop(srv)
+	fmt.Fprintf(b, "| hostile mix (GOMEMLIMIT=%s%s) | measured |\n|---|---|\n", o.gomemlimit, envNote(o.env))
+	fmt.Fprintf(b, "| peak resident memory (VmHWM) vs limits.memory | **%s** vs %s: %s |\n", mib(hwm), mib(o.limit), o.verdict(hwm))
+	fmt.Fprintf(b, "| idle keep-alive connections | %d asked, %d answered, %d refused or closed at once, %d still open at the end |\n",
 		o.idle, idle.answered, idle.failed, stillIdle)
-	fmt.Fprintf(&b, "| unfinished %s header blocks | %d asked, %d held open at the end (the rest answered/closed by the server) |\n",
+	fmt.Fprintf(b, "| unfinished %s header blocks | %d asked, %d held open at the end (the rest answered/closed by the server) |\n",
 		mib(int64(o.headerBytes)), o.headers, stillBig)
-	fmt.Fprintf(&b, "| POST /jobs, distinct %d-byte Idempotency-Keys | %d sent in %s: %s; transport errors %d |\n",
+	fmt.Fprintf(b, "| POST /jobs, distinct %d-byte Idempotency-Keys | %d sent in %s: %s; transport errors %d |\n",
 		o.keyBytes, o.keys, mixFor.Round(time.Millisecond), keys.codes(), keys.errs.Load())
-	fmt.Fprintf(&b, "| keys remembered at the end | %s keys, %s bytes (lameduck_idempotency_keys, _bytes) |\n",
+	fmt.Fprintf(b, "| keys remembered at the end | %s keys, %s bytes (lameduck_idempotency_keys, _bytes) |\n",
 		m["lameduck_idempotency_keys"], m["lameduck_idempotency_bytes"])
-	fmt.Fprintf(&b, "| connections refused over the cap | %s (lameduck_http_connections_refused_total) |\n",
+	fmt.Fprintf(b, "| connections refused over the cap | %s (lameduck_http_connections_refused_total) |\n",
 		m["lameduck_http_connections_refused_total"])
-	fmt.Fprintf(&b, "| Go heap in use + stacks, at the end | %s + %s (go_memstats_heap_inuse_bytes, _stack_inuse_bytes) |\n",
+	fmt.Fprintf(b, "| Go heap in use + stacks, at the end | %s + %s (go_memstats_heap_inuse_bytes, _stack_inuse_bytes) |\n",
 		mibString(m["go_memstats_heap_inuse_bytes"]), mibString(m["go_memstats_stack_inuse_bytes"]))
-	fmt.Fprintf(&b, "| exit after SIGTERM | %d |\n", code)
-	fmt.Print(b.String())
-	if o.out != "" {
-		head := fmt.Sprintf("# lameduck under a hostile mix\n\nWritten by `make bench` (internal/bench/cmd/hostile) on %s; %d CPUs, %s.\n\n",
-			time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), strings.TrimSpace(loadavg()))
-		if err := os.WriteFile(o.out, []byte(head+b.String()), 0o644); err != nil {
-			return err
-		}
-	}
+	fmt.Fprintf(b, "| exit after SIGTERM | %d |\n", code)
 	return nil
 }
 
@@ -333,7 +382,7 @@ func scrape(url string) map[string]string {
 			out[name] = v
 		}
 	}
-	for _, k := range []string{"lameduck_idempotency_keys", "lameduck_idempotency_bytes", "lameduck_http_connections_refused_total"} {
+	for _, k := range []string{"lameduck_idempotency_keys", "lameduck_idempotency_bytes", "lameduck_http_connections_refused_total", "lameduck_http_requests_refused_total"} {
 		if out[k] == "" {
 			out[k] = "n/a"
 		}
