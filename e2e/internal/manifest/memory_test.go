@@ -31,11 +31,11 @@ func TestMemoryFits(t *testing.T) {
 			"exceeds 80% of GOMEMLIMIT"},
 		{"more keys than memory", func(m *manifest.Manifests) { m.ConfigMap.Data["LAMEDUCK_IDEMPOTENCY_MAX_BYTES"] = "67108864" },
 			"exceeds 80% of GOMEMLIMIT"},
-		{"GOMEMLIMIT at the limit", func(m *manifest.Manifests) { setEnv(m, "GOMEMLIMIT", "64MiB") },
+		{"GOMEMLIMIT at the limit", func(m *manifest.Manifests) { setEnv(m, "GOMEMLIMIT", "96MiB") },
 			"exceeds limits.memory"},
 		{"no GOMEMLIMIT", func(m *manifest.Manifests) { setEnv(m, "GOMEMLIMIT", "") }, "no GOMEMLIMIT"},
 		{"a smaller limit", func(m *manifest.Manifests) {
-			m.Deployment.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("48Mi")
+			m.Deployment.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("80Mi")
 		}, "exceeds limits.memory"},
 	}
 	for _, tt := range tests {

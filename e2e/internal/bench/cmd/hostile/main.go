@@ -56,7 +56,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.binary, "binary", "", "lameduck binary to run (empty: go build it from the working directory)")
 	flag.StringVar(&o.out, "out", "internal/bench/HOSTILE.md", "write the table to this file (empty: only print it)")
-	flag.StringVar(&o.gomemlimit, "gomemlimit", "56MiB", "GOMEMLIMIT of the server, as in k8s/deployment.yaml")
+	flag.StringVar(&o.gomemlimit, "gomemlimit", "56MiB", "GOMEMLIMIT of the server: 56MiB is what the program's defaults budget for a 64Mi pod")
 	flag.Int64Var(&o.limit, "limit", 64<<20, "the pod's limits.memory in bytes, to compare with")
 	flag.StringVar(&o.env, "env", "", "extra LAMEDUCK_ variables for the server, comma-separated K=V")
 	flag.IntVar(&o.idle, "idle", 4000, "idle keep-alive connections (each answered once, then held)")
