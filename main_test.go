@@ -166,7 +166,8 @@ func summary(t *testing.T, p *proc) map[string]float64 {
 	rec := p.waitRecord("shutdown complete", 5*time.Second)
 	out := map[string]float64{}
 	for _, k := range []string{"jobs_accepted", "jobs_processed", "jobs_dropped", "requests_cut",
-		"requests_after_signal", "prestop_seconds", "http_seconds", "queue_seconds", "total_seconds"} {
+		"requests_after_signal", "connections_peak", "connections_refused", "requests_refused",
+		"prestop_seconds", "http_seconds", "queue_seconds", "total_seconds"} {
 		v, ok := rec[k].(float64)
 		if !ok {
 			t.Fatalf("shutdown complete record lacks %s: %v", k, rec)

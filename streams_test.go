@@ -138,6 +138,9 @@ func TestRequestLimit(t *testing.T) {
 	if s["requests_cut"] != 0 {
 		t.Errorf("requests_cut = %v; want 0", s["requests_cut"])
 	}
+	if s["requests_refused"] != float64(streams-limit) {
+		t.Errorf("requests_refused = %v; want %d, the 503s over the limit", s["requests_refused"], streams-limit)
+	}
 }
 
 // scrapeOne reads one unlabelled sample from the admin /metrics, without

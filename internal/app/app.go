@@ -71,6 +71,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
 	limits := metrics.NewLimits(reg, keys.Len, keys.Bytes)
+	s.limits = limits
 	s.clients = server.NewClients(cfg.BodyTimeout, cfg.WriteTimeout)
 	base, cut := context.WithCancelCause(context.Background())
 	s.cut = cut
@@ -176,6 +177,7 @@ type service struct {
 	conns   *connTracker
 
 	app, admin *http.Server
+	limits     *metrics.Limits
 	appLn      net.Listener  // closed by shutdownHTTP itself, not by app.Shutdown
 	appServed  chan struct{} // closed once the app's Serve has returned
 
@@ -229,6 +231,7 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 		"requests_cut", cut, "requests_after_signal", counterValue(s.metrics.RequestsAfterSignal),
 		"requests_by_code", s.metrics.RequestsByCode(),
 		"connections_peak", peak, "connections_refused", refused,
+		"requests_refused", counterValue(s.limits.RequestsRefused),
 		"prestop_seconds", seconds(prestop), "http_seconds", seconds(httpPhase),
 		"queue_seconds", seconds(queuePhase), "total_seconds", seconds(time.Since(start)),
 	}

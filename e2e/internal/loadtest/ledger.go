@@ -31,12 +31,18 @@ type Summary struct {
 	// had open at once, and those it closed at once over LAMEDUCK_MAX_CONNS.
 	ConnsPeak    int64 `json:"connections_peak"`
 	ConnsRefused int64 `json:"connections_refused"`
+	// ReqsRefused counts the requests answered 503 at once over
+	// LAMEDUCK_MAX_REQUESTS, before any handler (so not in RequestsByCode).
+	ReqsRefused float64 `json:"requests_refused"`
 }
 
 // Refusals lists the codes other than 200 and 202 that s's handlers
 // answered, with their counts ("503:12 400:1"), or "-".
 func (s Summary) Refusals() string {
 	var parts []string
+	if s.ReqsRefused > 0 {
+		parts = append(parts, fmt.Sprintf("503-over-max-requests:%.0f", s.ReqsRefused))
+	}
 	for _, code := range slices.Sorted(maps.Keys(s.RequestsByCode)) {
 		if n := s.RequestsByCode[code]; code != "200" && code != "202" && n > 0 {
 			parts = append(parts, fmt.Sprintf("%s:%.0f", code, n))
