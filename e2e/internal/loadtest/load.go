@@ -165,6 +165,7 @@ type Load struct {
 	backPressure map[string]uint64
 	accepted     []string
 	samples      []string
+	sampled      map[[2]string]int // samples kept by stream and kind
 }
 
 // stream is one running stream: its attacker, transport, pacer and books.
@@ -331,7 +332,13 @@ func (l *Load) record(s *stream, r *vegeta.Result) {
 	if len(l.times) < maxFailureTimes {
 		l.times = append(l.times, FailureTime{At: r.Timestamp, Stream: s.spec.name, Kind: kind})
 	}
-	if len(l.samples) < 20 {
+	// Up to 3 samples of each stream and kind, 40 in all: a burst of one
+	// kind must not hide the only example of another.
+	if sk := [2]string{s.spec.name, kind}; l.sampled[sk] < 3 && len(l.samples) < 40 {
+		if l.sampled == nil {
+			l.sampled = map[[2]string]int{}
+		}
+		l.sampled[sk]++
 		why := addrRE.ReplaceAllString(urlRE.ReplaceAllString(r.Error, ""), "ADDR")
 		if r.Code != 0 {
 			why += answerOrigin(r)
