@@ -135,7 +135,7 @@ func newHTTPMetrics() *httpMetrics {
 }
 
 // Request is an app request in flight, counted in
-// lameduck_http_inflight_requests until Done.
+// lameduck_http_inflight_requests (and Inflight) until Done.
 type Request struct {
 	h     *httpMetrics
 	shard *httpShard
@@ -178,6 +178,18 @@ func (r Request) Done(path string, code int, cut bool) {
 	}
 	s.buckets[route][class][b].Add(1)
 	s.sums[route][class].Add(int64(d))
+}
+
+// Inflight returns the number of app requests between Begin and Done now:
+// lameduck_http_inflight_requests, exactly (each request adds to and
+// subtracts from the same shard). It is the one count of requests in flight
+// that the shutdown reads too: what it waits for, and what its deadline cuts.
+func (m *Metrics) Inflight() int64 {
+	var n int64
+	for _, s := range m.http.shards.All() {
+		n += s.inflight.Load()
+	}
+	return n
 }
 
 // RequestsByCode returns lameduck_http_requests_total's series that are not
