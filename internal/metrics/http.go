@@ -113,6 +113,7 @@ type httpShard struct {
 // collected.
 type httpMetrics struct {
 	shards                       *PerCPU[httpShard]
+	epoch                        time.Time // a request's start is the time since, on the monotonic clock
 	bounds                       []float64
 	requests, duration, inflight *prometheus.Desc
 
@@ -123,6 +124,7 @@ type httpMetrics struct {
 func newHTTPMetrics() *httpMetrics {
 	return &httpMetrics{
 		shards: NewPerCPU[httpShard](runtime.GOMAXPROCS(0)),
+		epoch:  time.Now(),
 		bounds: durationBuckets(),
 		requests: prometheus.NewDesc("lameduck_http_requests_total",
 			"App requests answered, by status code.", []string{"code"}, nil),
@@ -139,21 +141,21 @@ func newHTTPMetrics() *httpMetrics {
 type Request struct {
 	h     *httpMetrics
 	shard *httpShard
-	start time.Time
+	start time.Duration // since h.epoch: time.Since reads the monotonic clock alone, time.Now two clocks
 }
 
 // Begin counts an app request in flight from now.
 func (m *Metrics) Begin() Request {
 	s := m.http.shards.Get()
 	s.inflight.Add(1)
-	return Request{h: m.http, shard: s, start: time.Now()}
+	return Request{h: m.http, shard: s, start: time.Since(m.http.epoch)}
 }
 
 // Done ends r: it is no longer in flight, and counts as answered to path
 // with status code (or as cut by the shutdown deadline), in
 // lameduck_http_requests_total and lameduck_http_request_duration_seconds.
 func (r Request) Done(path string, code int, cut bool) {
-	d := time.Since(r.start)
+	d := time.Since(r.h.epoch) - r.start
 	s := r.shard
 	s.inflight.Add(-1)
 	class := classIndex(code)

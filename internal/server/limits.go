@@ -24,6 +24,7 @@ var ErrCut = errors.New("cut by the shutdown deadline")
 // safe for concurrent use.
 type Clients struct {
 	body, write time.Duration
+	epoch       time.Time // write deadlines are set from it on the monotonic clock alone (one clock read, not two)
 
 	mu      sync.Mutex
 	cutoff  time.Time // zero until Shorten: no body read may last past it
@@ -32,7 +33,7 @@ type Clients struct {
 
 // NewClients returns Clients with a body timeout and a write timeout.
 func NewClients(body, write time.Duration) *Clients {
-	return &Clients{body: body, write: write, reading: map[*bodyReader]struct{}{}}
+	return &Clients{body: body, write: write, epoch: time.Now(), reading: map[*bodyReader]struct{}{}}
 }
 
 // Shorten makes every body read, now and later, end by cutoff at the latest.
@@ -67,7 +68,7 @@ func (c *Clients) bound(next http.Handler) http.Handler {
 // now; a zero write timeout bounds nothing.
 func (c *Clients) setWriteDeadline(w http.ResponseWriter) {
 	if c != nil && c.write > 0 {
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(c.write))
+		_ = http.NewResponseController(w).SetWriteDeadline(c.epoch.Add(time.Since(c.epoch) + c.write))
 	}
 }
 
