@@ -151,13 +151,13 @@ func (m *Metrics) Begin() Request {
 	return Request{h: m.http, shard: s, start: time.Since(m.http.epoch)}
 }
 
-// Done ends r: it is no longer in flight, and counts as answered to path
-// with status code (or as cut by the shutdown deadline), in
-// lameduck_http_requests_total and lameduck_http_request_duration_seconds.
+// Done ends r: it counts as answered to path with status code (or as cut by
+// the shutdown deadline), in lameduck_http_requests_total and
+// lameduck_http_request_duration_seconds, and then is no longer in flight:
+// once Inflight reads 0, every request it counted is in the totals.
 func (r Request) Done(path string, code int, cut bool) {
 	d := time.Since(r.h.epoch) - r.start
 	s := r.shard
-	s.inflight.Add(-1)
 	class := classIndex(code)
 	switch i := codeIndex(code); {
 	case cut:
@@ -180,6 +180,7 @@ func (r Request) Done(path string, code int, cut bool) {
 	}
 	s.buckets[route][class][b].Add(1)
 	s.sums[route][class].Add(int64(d))
+	s.inflight.Add(-1)
 }
 
 // Inflight returns the number of app requests between Begin and Done now:

@@ -57,3 +57,28 @@ func TestInflightSumsShards(t *testing.T) {
 		t.Errorf("Begin used %d shards outside the %d made", len(foreign), len(shards))
 	}
 }
+
+// TestInflightDropsAfterTotals: once Inflight reads 0, every request it
+// counted is in lameduck_http_requests_total: the shutdown reads the totals
+// for its account once nothing is in flight.
+func TestInflightDropsAfterTotals(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	const trials, each = 300, 4
+	for trial := range trials {
+		var reqs [each]Request
+		for i := range reqs {
+			reqs[i] = m.Begin()
+		}
+		var ended sync.WaitGroup
+		for i := range reqs {
+			ended.Go(func() { reqs[i].Done(RouteHello, http.StatusOK, false) })
+		}
+		for m.Inflight() != 0 {
+			runtime.Gosched()
+		}
+		if got, want := m.RequestsByCode()["200"], float64((trial+1)*each); got != want {
+			t.Fatalf("trial %d: requests_by_code[200] = %v as Inflight read 0; want %v", trial, got, want)
+		}
+		ended.Wait()
+	}
+}
