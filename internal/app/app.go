@@ -64,8 +64,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	s := &service{
 		cfg: cfg, logger: logger,
 		metrics: metrics.New(reg), gate: &health.Gate{},
-		conns: newConnTracker(),
 	}
+	s.conns = newConnTracker(s.metrics.Inflight)
 	s.queue = queue.New(cfg.QueueSize, cfg.Workers,
 		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, s.metrics)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.app = &http.Server{
-		Handler: limitRequests(s.conns.count(server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients)),
+		Handler: limitRequests(server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients, s.conns.requestDone),
 			cfg.MaxRequests, s.gate, cfg.WriteTimeout, limits.RequestsRefused),
 		Protocols:         &protocols,
 		HTTP2:             h2Limits(),
@@ -181,7 +181,7 @@ type service struct {
 	appLn      net.Listener  // closed by shutdownHTTP itself, not by app.Shutdown
 	appServed  chan struct{} // closed once the app's Serve has returned
 
-	clients *server.Clients         // app requests in handlers; body reads the shutdown can shorten
+	clients *server.Clients         // app body reads, which the shutdown can shorten
 	cut     context.CancelCauseFunc // cancels every app request's context with server.ErrCut
 }
 
@@ -281,9 +281,10 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 		s.app.Close() // nothing in flight: close whatever connection is left
 		return 0
 	}
-	// Only requests inside a handler are cut work; a connection still
-	// sending a finished response to a client that stopped reading is not.
-	cut = s.clients.Active()
+	// Only requests inside the handler chain are cut work (the in-flight
+	// count, the tracker's too); a connection still sending a finished
+	// response to a client that stopped reading is not.
+	cut = int(s.metrics.Inflight())
 	s.logger.Warn("cutting requests still running", "requests_cut", cut, "aborted", abort.Err() != nil)
 	s.cut(server.ErrCut) // their contexts end with this cause: lameduck_http_requests_total{code="cut"}
 	s.app.Close()        // and their connections close; give their handlers a moment to return

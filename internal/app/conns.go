@@ -4,12 +4,9 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/lameduck/lameduck/internal/metrics"
 )
 
 // newConnIdle is how long a connection may stay new (accepted, no request
@@ -17,10 +14,11 @@ import (
 const newConnIdle = 5 * time.Second
 
 // connTracker follows the app server's connections through http.Server's
-// ConnState hook, and its requests through the count middleware. It lets the
-// shutdown return the moment the last request finishes (http.Server.Shutdown
-// polls, up to 500 ms late). What a deadline cuts is counted by
-// server.Clients, which sees handlers, not connections.
+// ConnState hook, and reads the requests in flight from the count the
+// server's middleware keeps (metrics.Metrics.Inflight), which tells it when
+// one ends (requestDone). It lets the shutdown return the moment the last
+// request finishes (http.Server.Shutdown polls, up to 500 ms late). The same
+// count is what a deadline cuts.
 //
 // It counts requests, not only connections, because an HTTP/2 connection
 // multiplexes them: net/http reports it active while any of its streams is
@@ -31,13 +29,13 @@ const newConnIdle = 5 * time.Second
 //
 // The hot path takes no lock: each connection has its own record, its state
 // in an atomic, which a request finds with a lock-free read of the map and
-// writes only to it; a request counts itself on a per-CPU shard. The map is written when
-// a connection opens and closes; the lock is taken only while a shutdown
-// waits, and the counting is done then, by the waiter.
+// writes only to it; the request count is on per-CPU shards. The map is
+// written when a connection opens and closes; the lock is taken only while a
+// shutdown waits, and the counting is done then, by the waiter.
 type connTracker struct {
-	conns    sync.Map       // net.Conn → *trackedConn, from StateNew until StateClosed or StateHijacked
-	requests *metrics.Count // requests (HTTP/2: streams) inside a handler, on per-CPU shards
-	waiters  atomic.Int32   // waits under way: only then do hooks and requests wake anyone
+	conns    sync.Map     // net.Conn → *trackedConn, from StateNew until StateClosed or StateHijacked
+	requests func() int64 // requests (HTTP/2: streams) in flight now
+	waiters  atomic.Int32 // waits under way: only then do hooks and requests wake anyone
 
 	mu      sync.Mutex
 	changed chan struct{} // closed (and set to nil) on a change a waiter may await; made only for a waiter
@@ -49,8 +47,11 @@ type trackedConn struct {
 	since time.Time    // when it was accepted
 }
 
-func newConnTracker() *connTracker {
-	return &connTracker{requests: metrics.NewCount(runtime.GOMAXPROCS(0))}
+// newConnTracker returns a tracker that reads the requests in flight from
+// requests; whatever counts them must call requestDone as each one ends,
+// after it no longer counts it.
+func newConnTracker(requests func() int64) *connTracker {
+	return &connTracker{requests: requests}
 }
 
 // hook is the http.Server ConnState callback. net/http calls it for one
@@ -87,19 +88,13 @@ func (t *connTracker) hook(c net.Conn, s http.ConnState) {
 	}
 }
 
-// count is the middleware that counts the requests inside next.
-func (t *connTracker) count(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		shard := t.requests.Shard()
-		shard.Add(1)
-		defer func() {
-			shard.Add(-1)
-			if t.waiters.Load() > 0 {
-				t.wake()
-			}
-		}()
-		next.ServeHTTP(w, r)
-	})
+// requestDone is told that a request ended, after its count dropped: a
+// request's count is written before waiters is read, and a wait sets waiters
+// before it counts, so a request ending that a wait's count missed wakes it.
+func (t *connTracker) requestDone() {
+	if t.waiters.Load() > 0 {
+		t.wake()
+	}
 }
 
 // wake tells a waiter that something it counts may have ended.
@@ -154,7 +149,7 @@ func (t *connTracker) arm() <-chan struct{} {
 // (with all, every open connection); recheck, when positive, is when the
 // oldest new connection turns idle.
 func (t *connTracker) busyNow(now time.Time, all bool) (n int, recheck time.Duration) {
-	n = int(t.requests.Load())
+	n = int(t.requests())
 	t.conns.Range(func(_, v any) bool {
 		tc := v.(*trackedConn)
 		switch st := http.ConnState(tc.state.Load()); {

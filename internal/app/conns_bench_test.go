@@ -25,7 +25,7 @@ func cpuTime(b *testing.B) time.Duration {
 // the CPU time each op took: contention on shared memory makes it grow with
 // the Ps, and other load on the machine changes it less than ns/op.
 func BenchmarkConnTrackerParallel(b *testing.B) {
-	tr := newConnTracker()
+	tr := newConnTracker(noRequests)
 	b.ReportAllocs()
 	cpu0 := cpuTime(b)
 	b.RunParallel(func(pb *testing.PB) {

@@ -5,9 +5,14 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// noRequests is a count of requests in flight that is always 0: these tests
+// drive connection states alone.
+func noRequests() int64 { return 0 }
 
 // quietNow reports whether waitQuiet finds t quiet without waiting.
 func quietNow(t *connTracker) bool {
@@ -45,7 +50,7 @@ func TestConnTrackerCounts(t *testing.T) {
 		{"active again after close (not tracked)", []http.ConnState{http.StateNew, http.StateClosed, http.StateActive}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tr := newConnTracker()
+			tr := newConnTracker(noRequests)
 			conn := pipeConn(t)
 			for _, s := range c.states {
 				tr.hook(conn, s)
@@ -56,7 +61,7 @@ func TestConnTrackerCounts(t *testing.T) {
 		})
 	}
 	t.Run("new, past newConnIdle", func(t *testing.T) {
-		tr := newConnTracker()
+		tr := newConnTracker(noRequests)
 		conn := pipeConn(t)
 		tr.hook(conn, http.StateNew)
 		if n, recheck := tr.busyNow(time.Now().Add(newConnIdle), false); n != 0 || recheck != 0 {
@@ -72,7 +77,7 @@ func TestConnTrackerCounts(t *testing.T) {
 // connection goes idle, while requests come and go on many connections at
 // once (run with -race).
 func TestConnTrackerWakesOnLastRequest(t *testing.T) {
-	tr := newConnTracker()
+	tr := newConnTracker(noRequests)
 	const conns, requests = 8, 200
 	cs := make([]net.Conn, conns)
 	for i := range cs {
@@ -114,7 +119,7 @@ func TestConnTrackerWakesOnLastRequest(t *testing.T) {
 
 // TestConnTrackerWaitEndsWithContext: waitQuiet reports its context's end.
 func TestConnTrackerWaitEndsWithContext(t *testing.T) {
-	tr := newConnTracker()
+	tr := newConnTracker(noRequests)
 	conn := pipeConn(t)
 	tr.hook(conn, http.StateNew)
 	tr.hook(conn, http.StateActive)
@@ -122,5 +127,48 @@ func TestConnTrackerWaitEndsWithContext(t *testing.T) {
 	defer cancel()
 	if err := tr.waitQuiet(ctx); err != context.DeadlineExceeded {
 		t.Errorf("waitQuiet with a request being served = %v; want context.DeadlineExceeded", err)
+	}
+}
+
+// TestConnTrackerWakesOnRequestDone: a request that ends with its
+// connection already idle (an HTTP/2 stream its client reset) ends the wait
+// when its count drops and requestDone is told, with no connection state
+// changing (run with -race).
+func TestConnTrackerWakesOnRequestDone(t *testing.T) {
+	var inflight atomic.Int64
+	tr := newConnTracker(inflight.Load)
+	conn := pipeConn(t)
+	tr.hook(conn, http.StateNew)
+	tr.hook(conn, http.StateActive)
+	tr.hook(conn, http.StateIdle) // the connection is idle; its reset stream's handler runs on
+	inflight.Add(1)
+	quiet := make(chan error, 1)
+	go func() { quiet <- tr.waitQuiet(context.Background()) }()
+	// Other requests come and go meanwhile, each telling the tracker.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				inflight.Add(1)
+				inflight.Add(-1)
+				tr.requestDone()
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-quiet:
+		t.Fatalf("waitQuiet returned %v with a request in flight", err)
+	default:
+	}
+	inflight.Add(-1)
+	tr.requestDone()
+	select {
+	case err := <-quiet:
+		if err != nil {
+			t.Fatalf("waitQuiet = %v; want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waitQuiet still waiting 10s after the last request ended")
 	}
 }

@@ -37,20 +37,27 @@ func TestShutdownWaitsForResetStream(t *testing.T) {
 	s := &service{
 		cfg:    config.Config{ShutdownTimeout: 10 * time.Second},
 		logger: slog.New(slog.DiscardHandler), metrics: metrics.New(prometheus.NewRegistry()),
-		conns: newConnTracker(), appLn: ln, appServed: make(chan struct{}),
+		appLn: ln, appServed: make(chan struct{}),
 		clients: server.NewClients(time.Second, time.Second), cut: func(error) {},
 	}
+	s.conns = newConnTracker(s.metrics.Inflight)
 	started := make(chan struct{})
 	var finished atomic.Bool
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.app = &http.Server{
-		Handler: s.conns.count(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			// counted in flight, as server.NewApp's middleware counts a request
+			req := s.metrics.Begin()
+			defer func() {
+				req.Done(r.URL.Path, http.StatusOK, false)
+				s.conns.requestDone()
+			}()
 			close(started)
 			time.Sleep(work) // deaf to its context: the client's reset does not end it
 			finished.Store(true)
-		})),
+		}),
 		Protocols: &protocols,
 		ConnState: s.conns.hook,
 	}
@@ -85,5 +92,11 @@ func TestShutdownWaitsForResetStream(t *testing.T) {
 	}
 	if cut != 0 {
 		t.Errorf("shutdownHTTP cut %d requests; want 0", cut)
+	}
+	// Once the handler ended, nothing else changed: only its count ending,
+	// told to the tracker, ends the wait before the deadline.
+	if took := time.Since(begin); took >= s.cfg.ShutdownTimeout {
+		t.Errorf("the HTTP phase took %s, to its %s deadline; want it to end once the handler (%s) did",
+			took.Round(time.Millisecond), s.cfg.ShutdownTimeout, work)
 	}
 }

@@ -60,9 +60,10 @@ func TestShutdownWaitsForAcceptedConnection(t *testing.T) {
 	s := &service{
 		cfg:    config.Config{ShutdownTimeout: 5 * time.Second},
 		logger: slog.New(slog.DiscardHandler), metrics: metrics.New(prometheus.NewRegistry()),
-		conns: newConnTracker(), appLn: held, appServed: make(chan struct{}),
+		appLn: held, appServed: make(chan struct{}),
 		clients: server.NewClients(time.Second, time.Second), cut: func(error) {},
 	}
+	s.conns = newConnTracker(s.metrics.Inflight)
 	s.app = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			time.Sleep(50 * time.Millisecond)

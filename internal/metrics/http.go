@@ -113,6 +113,7 @@ type httpShard struct {
 // collected.
 type httpMetrics struct {
 	shards                       *PerCPU[httpShard]
+	epoch                        time.Time // a request's start is the time since, on the monotonic clock
 	bounds                       []float64
 	requests, duration, inflight *prometheus.Desc
 
@@ -123,6 +124,7 @@ type httpMetrics struct {
 func newHTTPMetrics() *httpMetrics {
 	return &httpMetrics{
 		shards: NewPerCPU[httpShard](runtime.GOMAXPROCS(0)),
+		epoch:  time.Now(),
 		bounds: durationBuckets(),
 		requests: prometheus.NewDesc("lameduck_http_requests_total",
 			"App requests answered, by status code.", []string{"code"}, nil),
@@ -135,27 +137,27 @@ func newHTTPMetrics() *httpMetrics {
 }
 
 // Request is an app request in flight, counted in
-// lameduck_http_inflight_requests until Done.
+// lameduck_http_inflight_requests (and Inflight) until Done.
 type Request struct {
 	h     *httpMetrics
 	shard *httpShard
-	start time.Time
+	start time.Duration // since h.epoch: time.Since reads the monotonic clock alone, time.Now two clocks
 }
 
 // Begin counts an app request in flight from now.
 func (m *Metrics) Begin() Request {
 	s := m.http.shards.Get()
 	s.inflight.Add(1)
-	return Request{h: m.http, shard: s, start: time.Now()}
+	return Request{h: m.http, shard: s, start: time.Since(m.http.epoch)}
 }
 
-// Done ends r: it is no longer in flight, and counts as answered to path
-// with status code (or as cut by the shutdown deadline), in
-// lameduck_http_requests_total and lameduck_http_request_duration_seconds.
+// Done ends r: it counts as answered to path with status code (or as cut by
+// the shutdown deadline), in lameduck_http_requests_total and
+// lameduck_http_request_duration_seconds, and then is no longer in flight:
+// once Inflight reads 0, every request it counted is in the totals.
 func (r Request) Done(path string, code int, cut bool) {
-	d := time.Since(r.start)
+	d := time.Since(r.h.epoch) - r.start
 	s := r.shard
-	s.inflight.Add(-1)
 	class := classIndex(code)
 	switch i := codeIndex(code); {
 	case cut:
@@ -178,6 +180,19 @@ func (r Request) Done(path string, code int, cut bool) {
 	}
 	s.buckets[route][class][b].Add(1)
 	s.sums[route][class].Add(int64(d))
+	s.inflight.Add(-1)
+}
+
+// Inflight returns the number of app requests between Begin and Done now:
+// lameduck_http_inflight_requests, exactly (each request adds to and
+// subtracts from the same shard). It is the one count of requests in flight
+// that the shutdown reads too: what it waits for, and what its deadline cuts.
+func (m *Metrics) Inflight() int64 {
+	var n int64
+	for _, s := range m.http.shards.All() {
+		n += s.inflight.Load()
+	}
+	return n
 }
 
 // RequestsByCode returns lameduck_http_requests_total's series that are not

@@ -41,34 +41,3 @@ func (p *PerCPU[T]) Get() *T {
 
 // All returns every shard, for a reader to sum.
 func (p *PerCPU[T]) All() []*T { return p.all }
-
-// Count is a sharded count of things in progress (a gauge of int64): each
-// is added to one shard when it starts and subtracted from the same shard
-// when it ends, so each shard counts its own, and the sum is the count.
-type Count struct {
-	shards *PerCPU[paddedInt64]
-}
-
-// paddedInt64 fills a cache line, so that no two shards share one.
-type paddedInt64 struct {
-	_ [56]byte
-	n atomic.Int64
-	_ [64]byte
-}
-
-// NewCount returns a Count with n shards.
-func NewCount(n int) *Count { return &Count{shards: NewPerCPU[paddedInt64](n)} }
-
-// Shard returns a shard to add to and later subtract from (Add(1), then
-// Add(-1) on the same shard, keeps every shard's value the number of what
-// it counts now).
-func (c *Count) Shard() *atomic.Int64 { return &c.shards.Get().n }
-
-// Load returns the sum of the shards.
-func (c *Count) Load() int64 {
-	var n int64
-	for _, s := range c.shards.All() {
-		n += s.n.Load()
-	}
-	return n
-}

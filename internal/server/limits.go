@@ -6,11 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime"
 	"sync"
 	"time"
-
-	"github.com/lameduck/lameduck/internal/metrics"
 )
 
 // ErrCut is the cause of a request context that the shutdown deadline
@@ -20,14 +17,14 @@ import (
 var ErrCut = errors.New("cut by the shutdown deadline")
 
 // Clients bounds how long a client may take to send a request's body and to
-// take its response, and counts the requests inside a handler, which is what
-// a shutdown deadline can cut. The shutdown pulls the body bound in with
-// Shorten, so that a stalled upload is timed out (408) before the deadline
-// instead of being cut by it. It is safe for concurrent use.
+// take its response. The shutdown pulls the body bound in with Shorten, so
+// that a stalled upload is timed out (408) before the deadline instead of
+// being cut by it. (What the deadline cuts, the requests in flight, is
+// metrics.Metrics.Inflight, which the instrument middleware counts.) It is
+// safe for concurrent use.
 type Clients struct {
 	body, write time.Duration
-
-	active *metrics.Count // requests inside a handler: sharded, as every request writes it
+	epoch       time.Time // write deadlines are set from it on the monotonic clock alone (one clock read, not two)
 
 	mu      sync.Mutex
 	cutoff  time.Time // zero until Shorten: no body read may last past it
@@ -36,12 +33,8 @@ type Clients struct {
 
 // NewClients returns Clients with a body timeout and a write timeout.
 func NewClients(body, write time.Duration) *Clients {
-	return &Clients{body: body, write: write, reading: map[*bodyReader]struct{}{},
-		active: metrics.NewCount(runtime.GOMAXPROCS(0))}
+	return &Clients{body: body, write: write, epoch: time.Now(), reading: map[*bodyReader]struct{}{}}
 }
-
-// Active returns the number of requests inside a handler now.
-func (c *Clients) Active() int { return int(c.active.Load()) }
 
 // Shorten makes every body read, now and later, end by cutoff at the latest.
 func (c *Clients) Shorten(cutoff time.Time) {
@@ -61,9 +54,6 @@ func (c *Clients) Shorten(cutoff time.Time) {
 // response must go out within the write timeout of its first byte.
 func (c *Clients) bound(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		active := c.active.Shard()
-		active.Add(1)
-		defer active.Add(-1)
 		if c.body > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			b := &bodyReader{ReadCloser: r.Body, c: c, rc: http.NewResponseController(w)}
 			c.startBody(b)
@@ -78,7 +68,7 @@ func (c *Clients) bound(next http.Handler) http.Handler {
 // now; a zero write timeout bounds nothing.
 func (c *Clients) setWriteDeadline(w http.ResponseWriter) {
 	if c != nil && c.write > 0 {
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(c.write))
+		_ = http.NewResponseController(w).SetWriteDeadline(c.epoch.Add(time.Since(c.epoch) + c.write))
 	}
 }
 

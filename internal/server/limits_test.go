@@ -124,12 +124,12 @@ func TestShortenEndsBodyReads(t *testing.T) {
 	f := newFixture(t, cfg)
 	clients := server.NewClients(cfg.BodyTimeout, cfg.WriteTimeout)
 	keys := idem.New(time.Hour, 10, 1<<20)
-	h := server.NewApp(cfg, slog.New(slog.NewJSONHandler(f.logs, nil)), f.m, f.gate, f.q, keys, clients)
+	h := server.NewApp(cfg, slog.New(slog.NewJSONHandler(f.logs, nil)), f.m, f.gate, f.q, keys, clients, nil)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 
 	stalled := startPost(t, srv.Listener.Addr().String())
-	waitFor(t, "the request in its handler", func() bool { return clients.Active() == 1 })
+	waitFor(t, "the request in its handler", func() bool { return f.m.Inflight() == 1 })
 	clients.Shorten(time.Now().Add(200 * time.Millisecond))
 	if resp := readAnswer(t, stalled); resp.StatusCode != http.StatusRequestTimeout {
 		t.Errorf("upload stalled when Shorten was called = %d; want 408", resp.StatusCode)
@@ -138,7 +138,7 @@ func TestShortenEndsBodyReads(t *testing.T) {
 	if resp := readAnswer(t, later); resp.StatusCode != http.StatusRequestTimeout {
 		t.Errorf("upload started after the cutoff = %d; want 408", resp.StatusCode)
 	}
-	waitFor(t, "no request in a handler", func() bool { return clients.Active() == 0 })
+	waitFor(t, "no request in a handler", func() bool { return f.m.Inflight() == 0 })
 }
 
 // TestCutRequestsHaveTheirOwnCode: a request whose context the shutdown

@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/lameduck/lameduck/internal/health"
 	"github.com/lameduck/lameduck/internal/metrics"
@@ -18,15 +19,30 @@ import (
 // A request the shutdown deadline cut counts as code="cut", whatever its
 // handler wrote as the connection closed. Once headers are written, the
 // response must go out within clients' write timeout (nil: no bound).
-func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, clients *Clients) http.Handler {
+//
+// Its count of requests in flight (m.Inflight) is the only one: the shutdown
+// waits on it and counts what its deadline cuts with it. done, when not nil,
+// runs as each request ends, once the count no longer holds it.
+func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, clients *Clients, done func()) http.Handler {
+	// The writers are reused: a handler must not use its ResponseWriter
+	// after it returns, as net/http requires of its own.
+	writers := sync.Pool{New: func() any { return new(statusWriter) }}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if gate.Draining() {
 			m.RequestsAfterSignal.Inc()
 		}
 		req := m.Begin()
-		sw := statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK, clients: clients}
-		defer func() { req.Done(r.URL.Path, sw.code, cutByShutdown(r.Context())) }()
-		next.ServeHTTP(&sw, r)
+		sw := writers.Get().(*statusWriter)
+		*sw = statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK, clients: clients}
+		defer func() {
+			req.Done(r.URL.Path, sw.code, cutByShutdown(r.Context()))
+			*sw = statusWriter{}
+			writers.Put(sw)
+			if done != nil {
+				done()
+			}
+		}()
+		next.ServeHTTP(sw, r)
 	})
 }
 

@@ -68,14 +68,14 @@ func ParallelGets(b *testing.B, h http.Handler) {
 }
 
 // BenchmarkMiddlewareParallel measures lameduck's middleware alone around
-// the /hello handler, without the mux: instrument (the metrics, the
-// duration histogram, the draining gate), the query check and the client
-// bounds (the in-handler count, the write deadline), from every P at once;
+// the /hello handler, without the mux: instrument (the metrics with the
+// in-flight count, the duration histogram, the draining gate, the write
+// deadline), the query check and the client bounds, from every P at once;
 // run it with -cpu 1,2,4: ns/op that grows with the Ps is contention.
 func BenchmarkMiddlewareParallel(b *testing.B) {
 	clients := NewClients(time.Second, time.Second)
 	m := metrics.New(prometheus.NewRegistry())
-	ParallelGets(b, instrument(checkQuery(clients.bound(handleHello(0, time.Second))), m, &health.Gate{}, clients))
+	ParallelGets(b, instrument(checkQuery(clients.bound(handleHello(0, time.Second))), m, &health.Gate{}, clients, nil))
 }
 
 // BenchmarkMuxParallel is the reference for BenchmarkHelloParallel: the

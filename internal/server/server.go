@@ -22,14 +22,16 @@ type Enqueuer interface {
 // New returns the app handler with every route and the middleware.
 func New(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer) http.Handler {
 	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
-	return NewApp(cfg, logger, m, gate, q, keys, NewClients(cfg.BodyTimeout, cfg.WriteTimeout))
+	return NewApp(cfg, logger, m, gate, q, keys, NewClients(cfg.BodyTimeout, cfg.WriteTimeout), nil)
 }
 
 // NewApp is New with the Idempotency-Key store and the client bounds made by
-// the caller, which watches them (metrics, the shutdown).
+// the caller, which watches them (metrics, the shutdown). done, when not
+// nil, runs as each request ends, once m.Inflight no longer counts it: a
+// shutdown waiting for the last request learns of it at once.
 func NewApp(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer,
-	keys *idem.Store, clients *Clients) http.Handler {
+	keys *idem.Store, clients *Clients, done func()) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, logger, q, keys)
-	return instrument(checkQuery(clients.bound(mux)), m, gate, clients)
+	return instrument(checkQuery(clients.bound(mux)), m, gate, clients, done)
 }
