@@ -47,7 +47,7 @@ type Stats struct {
 	Accepted  int64
 	Processed int64
 	Dropped   int64
-	Depth     int
+	Depth     int // jobs accepted and not yet begun
 }
 
 // Admission is the rule Enqueue applies before it takes a job: every accepted
@@ -75,7 +75,8 @@ type Queue struct {
 	mu        sync.Mutex // guards everything below, and sending on jobs
 	closed    bool
 	jobs      chan Job
-	queued    time.Duration // the cost of the jobs in jobs
+	waiting   int           // jobs accepted and not yet begun: in jobs, or just taken by a worker
+	queued    time.Duration // the cost of the waiting jobs
 	busyUntil []time.Time   // per worker: when its running job's cost runs out; zero when idle
 
 	stop     chan struct{} // closed at the drain deadline: running jobs stop, queued ones drop
@@ -123,13 +124,17 @@ func (q *Queue) Enqueue(j Job) error {
 	// When the budget will have room for j: the work ahead must shrink to
 	// (Budget - cost) per worker.
 	wait := ahead/q.workers + cost - q.admission.Budget
-	if len(q.jobs) == cap(q.jobs) {
+	// Full counts a job a worker has taken but not yet begun (its cost is
+	// still queued, and no worker is seen busy with it), so a refusal
+	// never misses the running job's end in its Retry-After.
+	if q.waiting == cap(q.jobs) {
 		return q.reject(metrics.ReasonFull, ErrFull, max(wait, nextFree))
 	}
 	if wait > 0 {
 		return q.reject(metrics.ReasonBudget, ErrBudget, wait)
 	}
 	j.enqueued = now
+	q.waiting++
 	q.queued += cost
 	// Count before the send, so a worker never reports a job processed
 	// before it is counted accepted.
@@ -175,11 +180,15 @@ func (q *Queue) Backlog() time.Duration {
 }
 
 // begin moves j's cost from the queue to worker i; end frees worker i.
+// Both read the clock under q.mu: a time read before it could predate
+// another worker's start and overstate that worker's time left.
 func (q *Queue) begin(i int, j Job) {
-	now := time.Now()
 	cost := j.Work + q.admission.PerJob
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	now := time.Now()
+	q.waiting--
+	q.metrics.QueueDepth.Dec()
 	q.queued -= cost
 	q.busyUntil[i] = now.Add(cost)
 	work, _ := q.backlogLocked(now)
@@ -187,9 +196,9 @@ func (q *Queue) begin(i int, j Job) {
 }
 
 func (q *Queue) end(i int) {
-	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	now := time.Now()
 	q.busyUntil[i] = time.Time{}
 	work, _ := q.backlogLocked(now)
 	q.metrics.Backlog.Set((work / q.workers).Seconds())
@@ -232,17 +241,19 @@ func (q *Queue) Abort() Stats {
 
 // Stats returns the current account.
 func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	waiting := q.waiting
+	q.mu.Unlock()
 	return Stats{
 		Accepted:  q.accepted.Load(),
 		Processed: q.processed.Load(),
 		Dropped:   q.dropped.Load(),
-		Depth:     len(q.jobs),
+		Depth:     waiting,
 	}
 }
 
 func (q *Queue) worker(i int) {
 	for j := range q.jobs {
-		q.metrics.QueueDepth.Dec()
 		q.begin(i, j)
 		err := q.process(j)
 		q.end(i)
