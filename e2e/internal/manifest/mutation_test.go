@@ -68,7 +68,7 @@ func TestMutations(t *testing.T) {
 			"set terminationGracePeriodSeconds explicitly"},
 		{"preStop sleep on top of the budget", func(m *manifest.Manifests) {
 			container(m).Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}}
-		}, "preStop sleep 5s + LAMEDUCK_PRESTOP_DELAY 5s"},
+		}, "preStop sleep 5s + LAMEDUCK_PRESTOP_DELAY 8s"},
 		{"preStop exec in a FROM scratch image", func(m *manifest.Manifests) {
 			container(m).Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sleep", "5"}}}}
 		}, "preStop exec hook cannot run"},
