@@ -28,10 +28,11 @@ const newConnIdle = 5 * time.Second
 // its one request's handler runs, so the two counts agree.
 //
 // The hot path takes no lock: each connection has its own record, its state
-// in an atomic, which a request finds with a lock-free read of the map and
-// writes only to it; the request count is on per-CPU shards. The map is
-// written when a connection opens and closes; the lock is taken only while a
-// shutdown waits, and the counting is done then, by the waiter.
+// in an atomic, which a request writes only to; the request count is on
+// per-CPU shards. An app connection (limitConn) carries its record, so a
+// request reaches it without a lookup; the map, which a waiter ranges over,
+// is written only when a connection opens and closes. The lock is taken only
+// while a shutdown waits, and the counting is done then, by the waiter.
 type connTracker struct {
 	conns    sync.Map     // net.Conn → *trackedConn, from StateNew until StateClosed or StateHijacked
 	requests func() int64 // requests (HTTP/2: streams) in flight now
@@ -44,6 +45,7 @@ type connTracker struct {
 // trackedConn is one connection's record.
 type trackedConn struct {
 	state atomic.Int32 // its http.ConnState
+	seen  atomic.Bool  // the hook saw it new: it is in the map
 	since time.Time    // when it was accepted
 }
 
@@ -64,16 +66,21 @@ func (t *connTracker) hook(c net.Conn, s http.ConnState) {
 	var prev http.ConnState
 	switch s {
 	case http.StateNew:
-		tc := &trackedConn{since: time.Now()}
+		tc := new(trackedConn)
+		if lc, ok := c.(*limitConn); ok {
+			tc = &lc.track
+		}
+		tc.since = time.Now()
 		tc.state.Store(int32(http.StateNew))
+		tc.seen.Store(true)
 		t.conns.Store(c, tc)
 		return // busier, not quieter: no one to wake
 	case http.StateActive, http.StateIdle:
-		v, ok := t.conns.Load(c)
-		if !ok {
+		tc := t.record(c)
+		if tc == nil {
 			return // not seen new (the hook was set after it was accepted)
 		}
-		prev = http.ConnState(v.(*trackedConn).state.Swap(int32(s)))
+		prev = http.ConnState(tc.state.Swap(int32(s)))
 	default: // closed, hijacked
 		if _, ok := t.conns.LoadAndDelete(c); !ok {
 			return
@@ -86,6 +93,21 @@ func (t *connTracker) hook(c net.Conn, s http.ConnState) {
 	if s != http.StateActive && !(s == http.StateIdle && prev == http.StateIdle) && t.waiters.Load() > 0 {
 		t.wake()
 	}
+}
+
+// record returns c's record, or nil when the hook did not see c new.
+func (t *connTracker) record(c net.Conn) *trackedConn {
+	if lc, ok := c.(*limitConn); ok {
+		if !lc.track.seen.Load() {
+			return nil
+		}
+		return &lc.track
+	}
+	v, ok := t.conns.Load(c)
+	if !ok {
+		return nil
+	}
+	return v.(*trackedConn)
 }
 
 // requestDone is told that a request ended, after its count dropped: a

@@ -20,18 +20,21 @@ func cpuTime(b *testing.B) time.Duration {
 
 // BenchmarkConnTrackerParallel measures what the connection tracker costs a
 // request on a keep-alive connection, the ConnState hook's StateActive and
-// StateIdle, from every P at once, each on its own connection; run it with
+// StateIdle, from every P at once, each on its own connection (a limitConn,
+// as the app listener hands out, which carries its record); run it with
 // -cpu 1,2,4. Besides ns/op (wall time over all the Ps), it reports cpu-ns/op,
 // the CPU time each op took: contention on shared memory makes it grow with
 // the Ps, and other load on the machine changes it less than ns/op.
 func BenchmarkConnTrackerParallel(b *testing.B) {
 	tr := newConnTracker(noRequests)
+	ln := &limitListener{max: 1 << 20}
 	b.ReportAllocs()
 	cpu0 := cpuTime(b)
 	b.RunParallel(func(pb *testing.PB) {
-		c, peer := net.Pipe()
-		defer c.Close()
+		pc, peer := net.Pipe()
+		defer pc.Close()
 		defer peer.Close()
+		c := &limitConn{Conn: pc, l: ln}
 		tr.hook(c, http.StateNew)
 		for pb.Next() {
 			tr.hook(c, http.StateActive)

@@ -65,11 +65,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // client's failed connection can be told from the service losing it.
 func (l *limitListener) Peak() (peak, refused int64) { return l.peak.Load(), l.refused.Load() }
 
-// limitConn gives its slot back when it closes, once.
+// limitConn gives its slot back when it closes, once. It also carries the
+// connection's record for the connTracker, which then finds it without a
+// map lookup on every request.
 type limitConn struct {
 	net.Conn
-	l    *limitListener
-	once sync.Once
+	l     *limitListener
+	once  sync.Once
+	track trackedConn
 }
 
 func (c *limitConn) Close() error {
