@@ -70,6 +70,7 @@ func (r Record) Msg() string { s, _ := r["msg"].(string); return s }
 // Config says how to run a process.
 type Config struct {
 	Name string   // in error messages; "lameduck" when empty
+	Args []string // command-line arguments
 	Env  []string // NAME=value entries added last, so they win
 	// OnLine, when set, sees every line of standard output as it is read,
 	// from the process's one reader goroutine; it must not keep line.
@@ -130,7 +131,7 @@ func Launch(binary string, cfg Config) (*Process, error) {
 	if cfg.Name == "" {
 		cfg.Name = "lameduck"
 	}
-	cmd := exec.Command(binary)
+	cmd := exec.Command(binary, cfg.Args...)
 	cmd.Env = append(cleanEnv(os.Environ()), "GORACE=atexit_sleep_ms=0", // else -race sleeps 1 s at exit
 		"LAMEDUCK_HTTP_ADDR=127.0.0.1:0", "LAMEDUCK_ADMIN_ADDR=127.0.0.1:0", "LAMEDUCK_LOG_FORMAT=json")
 	cmd.Env = append(cmd.Env, cfg.Env...)

@@ -2,7 +2,11 @@
 // net/http server that answers GET /hello with the same bytes lameduck does
 // (Content-Type text/plain; charset=utf-8, body "hello\n"), through a
 // ServeMux and nothing else: no middleware, no metrics, no connection
-// tracking, no draining gate.
+// tracking, no draining gate. -idle-timeout and -write-timeout (0 by default:
+// none) set http.Server's IdleTimeout and WriteTimeout, as a server hardened
+// against slow clients would: given lameduck's values, the comparison tells
+// what those timeouts cost any server apart from what lameduck's own code
+// costs.
 //
 // Like lameduck, it prints one JSON record msg="serving" with http_addr (the
 // bound address) as its first line of output, then serves until SIGTERM or
@@ -38,6 +42,8 @@ func main() {
 func run(args []string, stdout io.Writer, signals <-chan os.Signal) error {
 	fs := flag.NewFlagSet("plain", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	idle := fs.Duration("idle-timeout", 0, "http.Server.IdleTimeout (0: none)")
+	write := fs.Duration("write-timeout", 0, "http.Server.WriteTimeout (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +56,7 @@ func run(args []string, stdout io.Writer, signals <-chan os.Signal) error {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "hello\n")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: *idle, WriteTimeout: *write}
 	go func() {
 		<-signals
 		_ = srv.Close()

@@ -64,7 +64,7 @@ func (b *bench) gomaxprocs() string { return "GOMAXPROCS=" + strconv.Itoa(b.o.go
 func (b *bench) startLameduck(ctx context.Context, onLine func([]byte), env ...string) (*proc, error) {
 	env = append([]string{b.gomaxprocs(), "LAMEDUCK_HTTP_ADDR=127.0.0.1:0", "LAMEDUCK_ADMIN_ADDR=127.0.0.1:0",
 		"LAMEDUCK_LOG_FORMAT=json", "LAMEDUCK_LOG_LEVEL=info"}, env...)
-	return startProc(ctx, "lameduck", b.bins.lameduck, env, onLine)
+	return startProc(ctx, "lameduck", b.bins.lameduck, nil, env, onLine)
 }
 
 // lifecycle starts lameduck runs times: start-up to /ready, idle memory,

@@ -58,6 +58,7 @@ type options struct {
 	rounds         int
 	round, warmup  time.Duration
 	threads, conns int
+	pin            bool
 
 	runs    int
 	prestop time.Duration
@@ -76,12 +77,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.docker, "docker", true, "measure the image: docker build --target prebuilt from the binary built here (needs docker)")
 	fs.StringVar(&o.image, "image", "lameduck:bench", "tag of that image, removed afterwards")
 	fs.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of the servers the harness starts, but for overhead's (-procs)")
-	procs := fs.String("procs", "1,2", "overhead: comma-separated GOMAXPROCS values; lameduck and plain run at each, side by side")
+	procs := fs.String("procs", "1,2", "overhead: comma-separated GOMAXPROCS values; lameduck, plain and plain with timeouts run at each, side by side")
 	fs.IntVar(&o.rounds, "rounds", 8, "overhead: rounds, each loading both servers, in alternating order")
 	fs.DurationVar(&o.round, "round", 3*time.Second, "overhead: length of each load (whole seconds)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "overhead: unrecorded load of each server before the rounds")
 	fs.IntVar(&o.threads, "threads", 1, "overhead: wrk threads")
 	fs.IntVar(&o.conns, "conns", 32, "overhead: wrk keep-alive connections")
+	fs.BoolVar(&o.pin, "pin", true, "overhead: at GOMAXPROCS=1, run the servers on CPU 0 and wrk on CPU 1 (needs 2 CPUs)")
 	fs.IntVar(&o.runs, "runs", 7, "start-up and shutdown: runs of each")
 	fs.DurationVar(&o.prestop, "prestop", 300*time.Millisecond, "shutdown: LAMEDUCK_PRESTOP_DELAY")
 	fs.DurationVar(&o.jobFor, "job-for", 5*time.Second, "queue: each load (1×, 2×, 5× the workers' capacity) lasts this long")

@@ -5,6 +5,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,68 +24,97 @@ type overheadServer struct {
 	errs           int64
 }
 
-// overheadPair is lameduck and the plain server at one GOMAXPROCS.
-type overheadPair struct {
-	procs           int
-	lameduck, plain *overheadServer
+// overheadSet is the servers compared at one GOMAXPROCS: lameduck, the
+// plain net/http server, and the plain server hardened with lameduck's idle
+// and write timeouts.
+type overheadSet struct {
+	procs                     int
+	pinned                    bool // the servers on CPU 0, wrk on CPU 1
+	lameduck, plain, hardened *overheadServer
 }
 
-// overhead loads GET /hello of lameduck and of the plain server with wrk, at
-// each GOMAXPROCS of -procs, every server running at once. In each round
-// every pair is loaded in turn, and the order of everything reverses from one
-// round to the next (lameduck, plain, plain, lameduck, ... within a pair); each
-// pair is compared round by round, so a drift in the machine's load hits
-// both sides of a ratio alike.
+// servers are the set's servers in the order a round loads them.
+func (st *overheadSet) servers() []*overheadServer {
+	return []*overheadServer{st.lameduck, st.plain, st.hardened}
+}
+
+// The timeouts lameduck and the hardened plain server both run with in the
+// overhead section (lameduck's defaults).
+const (
+	benchIdleTimeout  = 2 * time.Minute
+	benchWriteTimeout = 3 * time.Second
+)
+
+// overhead loads GET /hello of lameduck, of the plain server and of the
+// hardened plain server with wrk, at each GOMAXPROCS of -procs, every server
+// running at once. In each round every set is loaded in turn, and the order
+// of everything reverses from one round to the next (lameduck, plain,
+// hardened, hardened, plain, lameduck, ... within a set); each set is
+// compared round by round, so a drift in the machine's load hits every side
+// of a ratio alike. With -pin, the servers of GOMAXPROCS=1 run on CPU 0 and
+// wrk on CPU 1: each has a core of its own, so the server's CPU is the limit
+// and scheduling noise drops out.
 func (b *bench) overhead(ctx context.Context) ([]row, error) {
 	w, err := newWrk(b.dir, b.o.threads, b.o.conns)
 	if err != nil {
 		return nil, err
 	}
-	var pairs []*overheadPair
+	timeouts := []string{"-idle-timeout", benchIdleTimeout.String(), "-write-timeout", benchWriteTimeout.String()}
+	var sets []*overheadSet
 	for _, n := range b.o.procs {
 		env := "GOMAXPROCS=" + strconv.Itoa(n)
-		ld, err := startProc(ctx, "lameduck", b.bins.lameduck, []string{env,
-			"LAMEDUCK_HTTP_ADDR=127.0.0.1:0", "LAMEDUCK_ADMIN_ADDR=127.0.0.1:0",
-			"LAMEDUCK_LOG_FORMAT=json", "LAMEDUCK_LOG_LEVEL=info", "LAMEDUCK_PRESTOP_DELAY=0s"}, nil)
-		if err != nil {
-			return nil, err
+		st := &overheadSet{procs: n, pinned: b.o.pin && n == 1 && runtime.NumCPU() >= 2}
+		for _, spec := range []struct {
+			srv       **overheadServer
+			name, bin string
+			args, env []string
+		}{
+			{&st.lameduck, "lameduck", b.bins.lameduck, nil, []string{env,
+				"LAMEDUCK_LOG_LEVEL=info", "LAMEDUCK_PRESTOP_DELAY=0s",
+				"LAMEDUCK_IDLE_TIMEOUT=" + benchIdleTimeout.String(), "LAMEDUCK_WRITE_TIMEOUT=" + benchWriteTimeout.String()}},
+			{&st.plain, "net/http", b.bins.plain, nil, []string{env}},
+			{&st.hardened, "net/http+timeouts", b.bins.plain, timeouts, []string{env}},
+		} {
+			p, err := startProc(ctx, spec.name, spec.bin, spec.args, spec.env, nil)
+			if err != nil {
+				return nil, err
+			}
+			defer p.Stop()
+			if st.pinned {
+				if err := pin(p.Pid(), 0); err != nil {
+					return nil, err
+				}
+			}
+			*spec.srv = &overheadServer{name: spec.name, p: p}
 		}
-		defer ld.Stop()
-		pl, err := startProc(ctx, "plain", b.bins.plain, []string{env}, nil)
-		if err != nil {
-			return nil, err
-		}
-		defer pl.Stop()
-		pairs = append(pairs, &overheadPair{procs: n,
-			lameduck: &overheadServer{name: "lameduck", p: ld}, plain: &overheadServer{name: "net/http", p: pl}})
+		sets = append(sets, st)
 	}
-	for _, pr := range pairs {
-		for _, s := range []*overheadServer{pr.lameduck, pr.plain} {
-			if _, err := w.run(ctx, "http://"+s.p.httpAddr+"/hello", b.o.warmup); err != nil {
+	for _, st := range sets {
+		for _, s := range st.servers() {
+			if _, err := w.run(ctx, "http://"+s.p.httpAddr+"/hello", b.o.warmup, st.pinned); err != nil {
 				return nil, err
 			}
 		}
 	}
 	for i := range b.o.rounds {
-		for j := range pairs {
-			pr := pairs[j]
-			if i%2 == 1 {
-				pr = pairs[len(pairs)-1-j]
-			}
-			order := []*overheadServer{pr.lameduck, pr.plain}
-			if i%2 == 1 { // within a pair: AB BA AB BA ...
-				order = []*overheadServer{pr.plain, pr.lameduck}
+		for j := range sets {
+			st := sets[j]
+			order := st.servers()
+			if i%2 == 1 { // AB.. ..BA AB.. ..BA
+				st = sets[len(sets)-1-j]
+				order = st.servers()
+				slices.Reverse(order)
 			}
 			for _, s := range order {
-				if err := b.overheadRound(ctx, w, s, fmt.Sprintf("round %d/%d GOMAXPROCS=%d", i+1, b.o.rounds, pr.procs)); err != nil {
+				if err := b.overheadRound(ctx, w, s, st.pinned, fmt.Sprintf("round %d/%d GOMAXPROCS=%d", i+1, b.o.rounds, st.procs)); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
 	var rows []row
-	for _, pr := range pairs {
-		r, err := b.overheadRows(pr)
+	for _, st := range sets {
+		r, err := b.overheadRows(st)
 		if err != nil {
 			return nil, err
 		}
@@ -93,12 +124,12 @@ func (b *bench) overhead(ctx context.Context) ([]row, error) {
 }
 
 // overheadRound loads s for one round and records what it measured.
-func (b *bench) overheadRound(ctx context.Context, w *wrk, s *overheadServer, label string) error {
+func (b *bench) overheadRound(ctx context.Context, w *wrk, s *overheadServer, pinned bool, label string) error {
 	u0, s0, err := cpuTicks(s.p.Pid())
 	if err != nil {
 		return err
 	}
-	r, err := w.run(ctx, "http://"+s.p.httpAddr+"/hello", b.o.round)
+	r, err := w.run(ctx, "http://"+s.p.httpAddr+"/hello", b.o.round, pinned)
 	if err != nil {
 		return err
 	}
@@ -122,18 +153,11 @@ func (b *bench) overheadRound(ctx context.Context, w *wrk, s *overheadServer, la
 	return nil
 }
 
-// overheadRows compares a pair round by round: the throughput ratio (median
-// and range of the per-round ratios), p99 latency and CPU per request.
-func (b *bench) overheadRows(pr *overheadPair) ([]row, error) {
-	l, p := pr.lameduck, pr.plain
-	var ratios, cpuRatios, userRatios, sysRatios []float64
-	for i := range l.rps {
-		ratios = append(ratios, l.rps[i]/p.rps[i])
-		cpuRatios = append(cpuRatios, l.cpu[i]/p.cpu[i])
-		userRatios = append(userRatios, l.user[i]/p.user[i])
-		sysRatios = append(sysRatios, l.sys[i]/p.sys[i])
-	}
-	ratio := median(ratios)
+// overheadRows compares a set round by round: the throughput ratio (median
+// and range of the per-round ratios), p99 latency and CPU per request, of
+// lameduck against the plain server, and of both against the hardened one.
+func (b *bench) overheadRows(st *overheadSet) ([]row, error) {
+	l, p, h := st.lameduck, st.plain, st.hardened
 	_, lhwm, err := procfs.Mem(l.p.Pid())
 	if err != nil {
 		return nil, err
@@ -144,34 +168,71 @@ func (b *bench) overheadRows(pr *overheadPair) ([]row, error) {
 	}
 	b.loadHWM, b.plainHWM = max(b.loadHWM, lhwm), max(b.plainHWM, phwm)
 	errNote := ""
-	if l.errs+p.errs > 0 {
-		errNote = fmt.Sprintf("; failed requests: lameduck %d, net/http %d", l.errs, p.errs)
+	if l.errs+p.errs+h.errs > 0 {
+		errNote = fmt.Sprintf("; failed requests: lameduck %d, net/http %d, net/http+timeouts %d", l.errs, p.errs, h.errs)
 	}
-	procs := "GOMAXPROCS=" + strconv.Itoa(pr.procs)
+	procs := "GOMAXPROCS=" + strconv.Itoa(st.procs)
+	if st.pinned {
+		procs += ", pinned"
+	}
+	lp, lh, hp := compare(l, p), compare(l, h), compare(h, p)
 	return []row{
 		{
-			"GET /hello throughput, lameduck ÷ plain net/http, " + procs + " each",
+			"GET /hello throughput, lameduck ÷ plain net/http, each at " + procs,
 			fmt.Sprintf("≥ %.2f×", targetRatio),
 			fmt.Sprintf("%.3f× (%s vs %s req/s; median of %d per-round ratios, which ranged %.2f–%.2f×)%s",
-				ratio, fmtInt(median(l.rps)), fmtInt(median(p.rps)), len(ratios), minOf(ratios), maxOf(ratios), errNote),
-			verdict(ratio >= targetRatio && l.errs+p.errs == 0),
+				lp.ratio, fmtInt(median(l.rps)), fmtInt(median(p.rps)), lp.n, lp.lo, lp.hi, errNote),
+			verdict(lp.ratio >= targetRatio && l.errs+p.errs+h.errs == 0),
 		},
 		{
-			"GET /hello p99 latency, lameduck vs plain, " + procs,
+			"GET /hello throughput, lameduck ÷ net/http with lameduck's idle and write timeouts, " + procs,
 			none,
-			fmt.Sprintf("%s vs %s (medians of %d rounds of %s; wrk -t%d -c%d)",
-				fmtDur(time.Duration(median(l.p99))), fmtDur(time.Duration(median(p.p99))), b.o.rounds,
-				fmtDur(b.o.round), b.o.threads, b.o.conns),
+			fmt.Sprintf("%.3f× (%s req/s; ratios ranged %.2f–%.2f×); those timeouts alone: net/http+timeouts ÷ net/http %.3f× (%.2f–%.2f×)",
+				lh.ratio, fmtInt(median(h.rps)), lh.lo, lh.hi, hp.ratio, hp.lo, hp.hi),
+			none,
+		},
+		{
+			"GET /hello p99 latency, lameduck vs plain vs net/http+timeouts, " + procs,
+			none,
+			fmt.Sprintf("%s vs %s vs %s (medians of %d rounds of %s; wrk -t%d -c%d)",
+				fmtDur(time.Duration(median(l.p99))), fmtDur(time.Duration(median(p.p99))), fmtDur(time.Duration(median(h.p99))),
+				b.o.rounds, fmtDur(b.o.round), b.o.threads, b.o.conns),
 			none,
 		},
 		{
 			"server CPU per GET /hello, lameduck vs plain, " + procs,
 			none,
-			fmt.Sprintf("%.2f µs vs %.2f µs: lameduck %+.1f%% (user time %+.1f%%, system %+.1f%%; medians of per-round ratios, which ranged %+.1f%% to %+.1f%%); cores busy: servers %.2f / %.2f, wrk %.2f / %.2f",
-				1e6*median(l.cpu), 1e6*median(p.cpu), 100*(median(cpuRatios)-1), 100*(median(userRatios)-1),
-				100*(median(sysRatios)-1), 100*(minOf(cpuRatios)-1), 100*(maxOf(cpuRatios)-1),
+			fmt.Sprintf("%.2f µs vs %.2f µs: lameduck %+.1f%% (user time %+.1f%%, system %+.1f%%; medians of per-round ratios, which ranged %+.1f%% to %+.1f%%); vs net/http+timeouts (%.2f µs) %+.1f%%; cores busy: servers %.2f / %.2f, wrk %.2f / %.2f",
+				1e6*median(l.cpu), 1e6*median(p.cpu), 100*(lp.cpu-1), 100*(lp.user-1),
+				100*(lp.sys-1), 100*(lp.cpuLo-1), 100*(lp.cpuHi-1), 1e6*median(h.cpu), 100*(lh.cpu-1),
 				median(l.on), median(p.on), median(l.wrkOn), median(p.wrkOn)),
 			none,
 		},
 	}, nil
+}
+
+// comparison is a against b over the rounds: medians of the per-round
+// ratios of throughput and of CPU per request (all, user, system), and the
+// range of each.
+type comparison struct {
+	n                 int
+	ratio, lo, hi     float64
+	cpu, cpuLo, cpuHi float64
+	user, sys         float64
+}
+
+func compare(a, b *overheadServer) comparison {
+	var ratios, cpu, user, sys []float64
+	for i := range a.rps {
+		ratios = append(ratios, a.rps[i]/b.rps[i])
+		cpu = append(cpu, a.cpu[i]/b.cpu[i])
+		user = append(user, a.user[i]/b.user[i])
+		sys = append(sys, a.sys[i]/b.sys[i])
+	}
+	return comparison{
+		n:     len(ratios),
+		ratio: median(ratios), lo: minOf(ratios), hi: maxOf(ratios),
+		cpu: median(cpu), cpuLo: minOf(cpu), cpuHi: maxOf(cpu),
+		user: median(user), sys: median(sys),
+	}
 }

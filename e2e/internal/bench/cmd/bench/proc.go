@@ -5,11 +5,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lameduck/lameduck/internal/binproc"
 )
@@ -24,14 +27,14 @@ type proc struct {
 	adminAddr string    // from the "serving" record; lameduck only
 }
 
-// startProc runs binary with env added to a clean environment and returns
+// startProc runs binary with args, and env added to a clean environment and returns
 // once it logs "serving" (10 s at most). onLine, when set, sees every line of
 // standard output; the harness then keeps only the lifecycle records, not
 // one per job.
-func startProc(ctx context.Context, name, binary string, env []string, onLine func([]byte)) (*proc, error) {
+func startProc(ctx context.Context, name, binary string, args, env []string, onLine func([]byte)) (*proc, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cfg := binproc.Config{Name: name, Env: env, OnLine: onLine}
+	cfg := binproc.Config{Name: name, Args: args, Env: env, OnLine: onLine}
 	if onLine != nil {
 		cfg.Keep = func(binproc.Record) bool { return false }
 	}
@@ -100,3 +103,26 @@ func cpuTicks(pid int) (user, sys int64, err error) {
 
 // ticksPerSecond is Linux's USER_HZ, the unit of /proc/PID/stat's times.
 const ticksPerSecond = 100
+
+// pin binds every thread of process pid to cpu; the threads it starts later
+// inherit that from the thread that starts them.
+func pin(pid, cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	for range 2 { // a thread started during the first pass is bound by the second
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return fmt.Errorf("pin %d to CPU %d: %w", pid, cpu, err)
+		}
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("pin thread %d of %d to CPU %d: %w", tid, pid, cpu, err)
+			}
+		}
+	}
+	return nil
+}

@@ -110,15 +110,15 @@ MISS; they are reported, not failed. Numbers from a busy machine are noisy: comp
 
 - **Overhead.** lameduck (the real binary: middleware with metrics, the request-duration histogram, in-flight
   gauge and draining gate; connection tracking) and internal/bench/plain (net/http, a ServeMux and the same
-  "hello\n" answer, nothing else), both built here with the same Go, CGO_ENABLED=0 -trimpath. A lameduck and a
-  plain server run at each of %s (GOMAXPROCS in their environment), all at once, side by side; wrk (Debian's
-  wrk, -t %d -c %d, keep-alive, closed loop) loads one server at a time. Nothing is pinned: the kernel schedules
-  the server and wrk's single thread on the 2 cores, so at GOMAXPROCS=1 the server gets about a core and wrk
-  the other, while at GOMAXPROCS=2 the server's two threads share the cores with wrk and it gets what wrk leaves
-  (the cores busy are in the table): the same for both servers, which is what the ratio compares. Each round
-  loads every server for %s (after %s of unrecorded warm-up each), and the order reverses from one round to the
-  next (lameduck, plain, plain, lameduck, ... within a GOMAXPROCS); each ratio is the median of %d per-round
-  ratios, so a drift in the machine's load hits both sides alike, and the range is the spread.
+  "hello\n" answer, nothing else), both built here with the same Go, CGO_ENABLED=0 -trimpath. A third server,
+  net/http+timeouts, is plain with lameduck's idle and write timeouts (http.Server's IdleTimeout %s and
+  WriteTimeout %s; lameduck runs with the same values): what any server hardened against slow clients pays for
+  them, apart from lameduck's own code. The three run at each of %s (GOMAXPROCS in their environment), all at
+  once, side by side; wrk (Debian's wrk, -t %d -c %d, keep-alive, closed loop) loads one server at a time.
+  %s Each round loads every server for %s (after %s of unrecorded warm-up each), and the order reverses from
+  one round to the next (lameduck, plain, plain+timeouts, plain+timeouts, plain, lameduck, ... within a
+  GOMAXPROCS); each ratio is the median of %d per-round ratios, so a drift in the machine's load hits both
+  sides alike, and the range is the spread.
   Server CPU per request is utime+stime from /proc/PID/stat over a round divided by the requests answered: it
   is the overhead with the generator taken out, and the steadier number on a shared machine; lameduck's own code
   (middleware, connection tracking) shows in user time, while system time is the kernel's loopback TCP work,
@@ -152,7 +152,8 @@ MISS; they are reported, not failed. Numbers from a busy machine are noisy: comp
 `,
 		m.date.Format("2006-01-02 15:04 MST"), m.cpus, m.cpu, m.mem, m.kernel, m.loadStart, m.loadEnd,
 		m.goVersion, m.code, shellJoin(args), table,
-		procsList(o.procs), o.threads, o.conns, o.round, o.warmup, o.rounds,
+		fmtDur(benchIdleTimeout), fmtDur(benchWriteTimeout), procsList(o.procs), o.threads, o.conns, pinning(o),
+		o.round, o.warmup, o.rounds,
 		fmtDur(o.prestop), o.runs, microName(o.micro), microName(o.micro))
 	return b.String()
 }
@@ -351,4 +352,18 @@ func fmtInt[T number](x T) string {
 		return "-" + b.String()
 	}
 	return b.String()
+}
+
+// pinning says where the servers and wrk ran.
+func pinning(o options) string {
+	if o.pin && slices.Contains(o.procs, 1) {
+		return "At GOMAXPROCS=1 the servers are pinned to CPU 0 and wrk to CPU 1 (-pin): each has a core of its own, " +
+			"so the server's CPU is the limit, as in a pod with one CPU, and the kernel's choice of core drops out of the " +
+			"ratio (unpinned, per-round ratios on this 2-core VM swung by ±30%). At GOMAXPROCS=2 nothing is pinned: " +
+			"the server's two threads share the cores with wrk and get what wrk leaves (the cores busy are in the table), " +
+			"the same for every server, which is what the ratio compares."
+	}
+	return "Nothing is pinned (-pin=false): the kernel schedules the servers and wrk's single thread on the cores; " +
+		"each server gets what wrk leaves (the cores busy are in the table), the same for every server, which is " +
+		"what the ratio compares."
 }

@@ -68,11 +68,15 @@ func (r wrkResult) P99() time.Duration { return time.Duration(r.P99US * float64(
 // Errors counts failed requests: socket errors and non-2xx/3xx answers.
 func (r wrkResult) Errors() int64 { return r.SocketErrors + r.StatusErrors }
 
-// run loads url for d (whole seconds, at least 1).
-func (w *wrk) run(ctx context.Context, url string, d time.Duration) (wrkResult, error) {
+// run loads url for d (whole seconds, at least 1); pinned, on CPU 1 only.
+func (w *wrk) run(ctx context.Context, url string, d time.Duration, pinned bool) (wrkResult, error) {
 	secs := max(1, int(math.Ceil(d.Seconds())))
 	cmd := exec.CommandContext(ctx, w.path, "-t", strconv.Itoa(w.threads), "-c", strconv.Itoa(w.conns),
 		"-d", strconv.Itoa(secs)+"s", "--timeout", "5s", "-s", w.script, url)
+	if pinned {
+		// taskset (util-linux) binds wrk before it starts its threads.
+		cmd = exec.CommandContext(ctx, "taskset", append([]string{"-c", "1"}, cmd.Args...)...)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk %s: %w\n%s", url, err, out)
