@@ -94,7 +94,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		ErrorLog:          errorLog,
 	}
 	s.appServed = make(chan struct{})
-	s.appLn = limitConns(appLn, cfg.MaxConns, limits)
+	appLim := limitConns(appLn, cfg.MaxConns, limits)
+	s.appLn = appLim
 	s.admin = &http.Server{
 		Handler:           health.NewHandler(s.gate, reg, reg, info),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -116,6 +117,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		})
 	}
 	defer serving.Wait()
+	// The app connections' coarse deadlines are enforced until Run returns:
+	// by then the shutdown has closed every app connection.
+	enforcing, stopEnforcing := context.WithCancel(context.Background())
+	serving.Go(func() { appLim.enforceDeadlines(enforcing) })
+	defer stopEnforcing()
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration", "warning", w)
 	}

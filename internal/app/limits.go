@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lameduck/lameduck/internal/metrics"
 )
@@ -23,10 +24,14 @@ type limitListener struct {
 	refused atomic.Int64
 	closed  atomic.Bool
 	metrics *metrics.Limits
+
+	epoch time.Time    // the coarse deadlines count from it
+	now   atomic.Int64 // the enforcer's last clock reading since epoch (0: none runs)
+	set   connSet      // the open connections, for the enforcer
 }
 
 func limitConns(ln net.Listener, max int, m *metrics.Limits) *limitListener {
-	return &limitListener{Listener: ln, max: int64(max), metrics: m}
+	return &limitListener{Listener: ln, max: int64(max), metrics: m, epoch: time.Now()}
 }
 
 // Close closes the listener; Accept then returns http.ErrServerClosed, so
@@ -56,7 +61,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
 		}
 		l.metrics.Conns.Inc()
-		return &limitConn{Conn: c, l: l}, nil
+		lc := &limitConn{Conn: c, l: l}
+		l.set.add(lc)
+		return lc, nil
 	}
 }
 
@@ -67,17 +74,19 @@ func (l *limitListener) Peak() (peak, refused int64) { return l.peak.Load(), l.r
 
 // limitConn gives its slot back when it closes, once. It also carries the
 // connection's record for the connTracker, which then finds it without a
-// map lookup on every request.
+// map lookup on every request, and keeps its deadlines coarse (deadlines.go).
 type limitConn struct {
 	net.Conn
-	l     *limitListener
-	once  sync.Once
-	track trackedConn
+	l      *limitListener
+	once   sync.Once
+	track  trackedConn
+	rd, wd coarseDeadline // read and write deadlines (deadlines.go)
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
+		c.l.set.remove(c)
 		c.l.open.Add(-1)
 		c.l.metrics.Conns.Dec()
 	})
