@@ -510,6 +510,20 @@ func TestOverloadLosesNothing(t *testing.T) {
 			if r.unavailable < len(r.ids) {
 				t.Errorf("%d answers 503, %d 202; want more refused than accepted at 5× capacity", r.unavailable, len(r.ids))
 			}
+			// The exit's account names why each job was refused; every 503
+			// the client saw is one of them.
+			rejected, _ := p.waitRecord("shutdown complete", time.Second)["jobs_rejected"].(map[string]any)
+			var byReason float64
+			for _, reason := range []string{"full", "budget", "closed"} {
+				n, ok := rejected[reason].(float64)
+				if !ok {
+					t.Errorf("shutdown complete's jobs_rejected lacks %q: %v", reason, rejected)
+				}
+				byReason += n
+			}
+			if int(byReason) != r.unavailable {
+				t.Errorf("jobs_rejected %v adds up to %.0f; want the %d answers 503 the client saw", rejected, byReason, r.unavailable)
+			}
 			if backlog <= 4 || backlog > 4.75 {
 				t.Errorf("lameduck_jobs_backlog_seconds under overload = %v; want near the 4.75 s drain budget, never over it", backlog)
 			}

@@ -238,6 +238,7 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 		"requests_by_code", s.metrics.RequestsByCode(),
 		"connections_peak", peak, "connections_refused", refused,
 		"requests_refused", counterValue(s.limits.RequestsRefused),
+		"jobs_rejected", s.rejectedByReason(),
 		"prestop_seconds", seconds(prestop), "http_seconds", seconds(httpPhase),
 		"queue_seconds", seconds(queuePhase), "total_seconds", seconds(time.Since(start)),
 	}
@@ -350,6 +351,18 @@ func sleep(ctx context.Context, d time.Duration) {
 func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
 
 // counterValue reads a counter's current value.
+// rejectedByReason returns the jobs refused with 503, by reason (full,
+// budget, closed), for the exit's account: a refusal for capacity (full,
+// budget) is back-pressure, one for closed means a request reached the queue
+// after the shutdown closed it.
+func (s *service) rejectedByReason() map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range []string{metrics.ReasonFull, metrics.ReasonBudget, metrics.ReasonClosed} {
+		out[r] = counterValue(s.metrics.JobsRejected.WithLabelValues(r))
+	}
+	return out
+}
+
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {

@@ -34,6 +34,9 @@ type Summary struct {
 	// ReqsRefused counts the requests answered 503 at once over
 	// LAMEDUCK_MAX_REQUESTS, before any handler (so not in RequestsByCode).
 	ReqsRefused float64 `json:"requests_refused"`
+	// JobsRejected counts the jobs the replica's queue refused with 503 and
+	// Retry-After, by reason: full, budget (capacity) or closed.
+	JobsRejected map[string]float64 `json:"jobs_rejected"`
 }
 
 // Refusals lists the codes other than 200 and 202 that s's handlers
@@ -46,6 +49,11 @@ func (s Summary) Refusals() string {
 	for _, code := range slices.Sorted(maps.Keys(s.RequestsByCode)) {
 		if n := s.RequestsByCode[code]; code != "200" && code != "202" && n > 0 {
 			parts = append(parts, fmt.Sprintf("%s:%.0f", code, n))
+		}
+	}
+	for _, reason := range slices.Sorted(maps.Keys(s.JobsRejected)) {
+		if n := s.JobsRejected[reason]; n > 0 {
+			parts = append(parts, fmt.Sprintf("jobs-%s:%.0f", reason, n))
 		}
 	}
 	if len(parts) == 0 {
