@@ -99,3 +99,15 @@ func appPort(p corev1.Pod) string {
 	}
 	return "8080"
 }
+
+// adminPort is the pod's admin port (probes, /metrics), as a number.
+func adminPort(p corev1.Pod) string {
+	for _, c := range p.Spec.Containers {
+		for _, port := range c.Ports {
+			if port.Name == "admin" {
+				return strconv.Itoa(int(port.ContainerPort))
+			}
+		}
+	}
+	return "8086"
+}
