@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,7 +18,7 @@ import (
 // together they cost a GET /hello about 4% of its CPU here (make bench:
 // net/http with lameduck's timeouts against net/http without). An app
 // connection therefore keeps a deadline further off than coarseHorizon as a
-// number only, which costs an uncontended lock. One goroutine, the enforcer,
+// number only, which costs a compare-and-swap. One goroutine, the enforcer,
 // checks every connection's deadlines each coarseTick, and sets a deadline
 // that has passed on the socket, in the past, which fails the read or write
 // blocked on it at once, as the socket's own deadline would have: such a
@@ -29,30 +31,51 @@ const (
 	coarseHorizon = 250 * time.Millisecond
 )
 
-// coarseDeadline is one direction's deadline of a connection.
+// coarseDeadline is one direction's deadline of a connection. Its state is
+// one word, so that the usual move, a far deadline replacing another or
+// cleared, is one compare-and-swap with no lock: the deadline kept (since the
+// listener's epoch; 0: none kept here) shifted left by one, and in the low
+// bit, onSocket, whether a deadline is set on the socket. Every move that
+// touches the socket holds mu, the enforcer's included, so that a passed
+// deadline the enforcer sets on the socket never lands after the deadline
+// moved: a set that finds onSocket waits for mu, then lifts it.
 type coarseDeadline struct {
-	mu     sync.Mutex
-	at     time.Duration // since the listener's epoch; 0: none kept here
-	socket bool          // a deadline is set on the socket
+	mu    sync.Mutex
+	state atomic.Int64
 }
+
+const (
+	onSocket = 1
+	// farthest caps a kept deadline (146 years off), so that it shifts
+	// without overflow: as good as none, as a socket's would be.
+	farthest = time.Duration(math.MaxInt64 >> 2)
+)
+
+// kept returns the deadline kept as a number (0: none).
+func (d *coarseDeadline) kept() time.Duration { return time.Duration(d.state.Load() >> 1) }
 
 // set records t as the deadline, or sets it on the socket with setSocket.
 // now is the enforcer's last reading of the clock (0: no enforcer runs).
 func (d *coarseDeadline) set(t, epoch time.Time, now time.Duration, setSocket func(time.Time) error) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if t.IsZero() {
-		d.at = 0
-	} else {
-		at := t.Sub(epoch)
+	var at time.Duration
+	if !t.IsZero() {
+		at = t.Sub(epoch)
 		if now == 0 || at-now < coarseHorizon {
-			d.at, d.socket = 0, true
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			d.state.Store(onSocket)
 			return setSocket(t)
 		}
-		d.at = at
+		at = min(at, farthest)
 	}
-	if d.socket { // a nearer deadline, or one the enforcer set, is on the socket: lift it
-		d.socket = false
+	if s := d.state.Load(); s&onSocket == 0 && d.state.CompareAndSwap(s, int64(at)<<1) {
+		return nil
+	}
+	// A nearer deadline, or one the enforcer set, is on the socket: lift it.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lift := d.state.Swap(int64(at)<<1)&onSocket != 0
+	if lift {
 		return setSocket(time.Time{})
 	}
 	return nil
@@ -60,13 +83,16 @@ func (d *coarseDeadline) set(t, epoch time.Time, now time.Duration, setSocket fu
 
 // enforce sets the deadline on the socket once it has passed at now.
 func (d *coarseDeadline) enforce(now time.Duration, epoch time.Time, setSocket func(time.Time) error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.at == 0 || d.at > now {
+	s := d.state.Load()
+	if s&onSocket != 0 || s == 0 || time.Duration(s>>1) > now {
 		return
 	}
-	_ = setSocket(epoch.Add(d.at)) // in the past: a blocked call fails now; an error means the socket closed
-	d.at, d.socket = 0, true
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.state.CompareAndSwap(s, onSocket) {
+		return // moved meanwhile: the next tick looks again
+	}
+	_ = setSocket(epoch.Add(time.Duration(s >> 1))) // in the past: a blocked call fails now; an error means the socket closed
 }
 
 // SetReadDeadline keeps t as the read deadline (see coarseDeadline).

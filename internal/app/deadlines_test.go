@@ -40,6 +40,7 @@ func TestCoarseDeadlineSet(t *testing.T) {
 		{"far, then zero", []call{{at(time.Second), now}, {time.Time{}, now}}, 0, nil},
 		{"past, then zero lifts it", []call{{time.Unix(1, 0), now}, {time.Time{}, now}}, 0,
 			[]time.Time{time.Unix(1, 0), {}}},
+		{"farther than 146 years: kept, capped", []call{{time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC), now}}, farthest, nil},
 		{"near, then far lifts it", []call{{at(100 * time.Millisecond), now}, {at(time.Second), now}}, now + time.Second,
 			[]time.Time{at(100 * time.Millisecond), {}}},
 	}
@@ -53,8 +54,8 @@ func TestCoarseDeadlineSet(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if d.at != tt.wantAt {
-				t.Errorf("kept %v, want %v", d.at, tt.wantAt)
+			if got := d.kept(); got != tt.wantAt {
+				t.Errorf("kept %v, want %v", got, tt.wantAt)
 			}
 			if len(socket) != len(tt.wantSocket) {
 				t.Fatalf("socket got %v, want %v", socket, tt.wantSocket)
@@ -65,6 +66,35 @@ func TestCoarseDeadlineSet(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCoarseDeadlineEnforce checks the enforcer's side: a kept deadline
+// reaches the socket only once it has passed, and a deadline set after that
+// lifts it from the socket.
+func TestCoarseDeadlineEnforce(t *testing.T) {
+	epoch := time.Now()
+	var d coarseDeadline
+	var socket []time.Time
+	set := func(t time.Time) error { socket = append(socket, t); return nil }
+	due := epoch.Add(2 * time.Second)
+	if err := d.set(due, epoch, time.Second, set); err != nil {
+		t.Fatal(err)
+	}
+	d.enforce(1500*time.Millisecond, epoch, set)
+	if len(socket) != 0 {
+		t.Fatalf("enforced before the deadline: %v", socket)
+	}
+	d.enforce(2*time.Second, epoch, set)
+	if len(socket) != 1 || !socket[0].Equal(due) || d.kept() != 0 {
+		t.Fatalf("at the deadline: socket %v, kept %v; want [%v], 0", socket, d.kept(), due)
+	}
+	d.enforce(3*time.Second, epoch, set) // once on the socket, not again
+	if err := d.set(epoch.Add(5*time.Second), epoch, 3*time.Second, set); err != nil {
+		t.Fatal(err)
+	}
+	if len(socket) != 2 || !socket[1].IsZero() || d.kept() != 5*time.Second {
+		t.Fatalf("after a new deadline: socket %v, kept %v; want the enforced one lifted, 5s kept", socket, d.kept())
 	}
 }
 

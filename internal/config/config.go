@@ -137,15 +137,15 @@ func checkSyntax() (errs []error, bad []string) {
 }
 
 // checkValue reports whether v parses as a value of type typ (as envconfig
-// names it). Integers are decimal only: envconfig would read "010" as octal
+// describes it). Integers are decimal only: envconfig would read "010" as octal
 // 8 and "0x10" as 16.
 func checkValue(typ, v string) error {
 	switch typ {
-	case "time.Duration":
+	case "Duration":
 		if _, err := time.ParseDuration(v); err != nil {
 			return fmt.Errorf("%q is not a duration such as 250ms or 5s", v)
 		}
-	case "int", "int64":
+	case "Integer":
 		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
 			return fmt.Errorf("%q is not a whole number in decimal", v)
 		}

@@ -164,7 +164,7 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		want []string
 	}{
 		{"unparsable duration", map[string]string{"LAMEDUCK_PRESTOP_DELAY": "5 seconds"},
-			[]string{"LAMEDUCK_PRESTOP_DELAY", "5 seconds"}},
+			[]string{"LAMEDUCK_PRESTOP_DELAY", "5 seconds", "not a duration such as"}},
 		{"unparsable size", map[string]string{"LAMEDUCK_MAX_BODY": "64k"},
 			[]string{"LAMEDUCK_MAX_BODY", "64k"}},
 		{"negative size", map[string]string{"LAMEDUCK_MAX_BODY": "-1"},

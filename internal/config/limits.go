@@ -97,17 +97,21 @@ func checkListenAddr(addr string) error {
 	return nil
 }
 
-// variables returns every variable lameduck reads, with its Go type as
-// envconfig names it.
+// variables returns every variable lameduck reads, with its type as
+// envconfig describes it ("Duration", "Integer", "String"). The template
+// calls envconfig's functions rather than reflect's methods: a method called
+// through reflect (such as {{.Field.Type}}) makes reflect build a table of
+// every type in the binary, some 300 KB that stays live for the process's
+// life and that every garbage collection marks again.
 func variables() map[string]string {
 	var list strings.Builder
-	tmpl := "{{range .}}{{.Key}} {{.Field.Type}}\n{{end}}"
+	tmpl := "{{range .}}{{usage_key .}}\t{{usage_type .}}\n{{end}}"
 	if err := envconfig.Usagef(Prefix, &Config{}, &list, tmpl); err != nil {
 		panic(fmt.Sprintf("config: list variables: %v", err)) // Config's tags are fixed at compile time
 	}
 	vars := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(list.String()), "\n") {
-		key, typ, _ := strings.Cut(line, " ")
+		key, typ, _ := strings.Cut(line, "\t")
 		vars[key] = typ
 	}
 	return vars

@@ -32,8 +32,11 @@ func NewPerCPU[T any](n int) *PerCPU[T] {
 	return p
 }
 
-// Get returns a shard, usually the calling P's.
+// Get returns a shard, usually the calling P's; the only one, with one.
 func (p *PerCPU[T]) Get() *T {
+	if len(p.all) == 1 {
+		return p.all[0]
+	}
 	s := p.pool.Get().(*T)
 	p.pool.Put(s)
 	return s

@@ -67,9 +67,15 @@ func (c *Clients) bound(next http.Handler) http.Handler {
 // setWriteDeadline bounds the sending of a response whose headers go out
 // now; a zero write timeout bounds nothing.
 func (c *Clients) setWriteDeadline(w http.ResponseWriter) {
-	if c != nil && c.write > 0 {
-		_ = http.NewResponseController(w).SetWriteDeadline(c.epoch.Add(time.Since(c.epoch) + c.write))
+	if c == nil || c.write <= 0 {
+		return
 	}
+	t := c.epoch.Add(time.Since(c.epoch) + c.write)
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok { // net/http's own writers: no walk through Unwrap
+		_ = d.SetWriteDeadline(t)
+		return
+	}
+	_ = http.NewResponseController(w).SetWriteDeadline(t)
 }
 
 func (c *Clients) startBody(b *bodyReader) {
