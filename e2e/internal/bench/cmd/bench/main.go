@@ -11,7 +11,7 @@
 // A missed target shows as MISS in the table; it is not an error. The
 // command exits 1 only when a measurement could not be made.
 //
-//	go run ./internal/bench/cmd/bench -rounds 8 -round 3s -out internal/bench/RESULTS.md
+//	go run ./internal/bench/cmd/bench -rounds 16 -round 2s -out internal/bench/RESULTS.md
 //	go run ./internal/bench/cmd/bench -only overhead,startup   # prints, writes nothing
 package main
 
@@ -78,8 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.image, "image", "lameduck:bench", "tag of that image, removed afterwards")
 	fs.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of the servers the harness starts, but for overhead's (-procs)")
 	procs := fs.String("procs", "1,2", "overhead: comma-separated GOMAXPROCS values; lameduck, plain and plain with timeouts run at each, side by side")
-	fs.IntVar(&o.rounds, "rounds", 8, "overhead: rounds, each loading both servers, in alternating order")
-	fs.DurationVar(&o.round, "round", 3*time.Second, "overhead: length of each load (whole seconds)")
+	fs.IntVar(&o.rounds, "rounds", 16, "overhead: rounds, each loading every server, in alternating order (more, shorter rounds: a burst of noise on the shared machine skews fewer of them)")
+	fs.DurationVar(&o.round, "round", 2*time.Second, "overhead: length of each load (whole seconds)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "overhead: unrecorded load of each server before the rounds")
 	fs.IntVar(&o.threads, "threads", 1, "overhead: wrk threads")
 	fs.IntVar(&o.conns, "conns", 32, "overhead: wrk keep-alive connections")
