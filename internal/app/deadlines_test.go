@@ -98,6 +98,37 @@ func TestCoarseDeadlineEnforce(t *testing.T) {
 	}
 }
 
+// TestCoarseDeadlineRace races the enforcer firing a passed deadline against
+// a set moving it far off, many times: whichever goes first, the socket must
+// end with nothing set (the moved deadline kept as a number). A passed
+// deadline left on the socket would time out a request that has time left.
+func TestCoarseDeadlineRace(t *testing.T) {
+	epoch := time.Now()
+	const now = 10 * time.Second
+	passed, far := epoch.Add(5*time.Second), epoch.Add(time.Minute)
+	for i := range 2000 {
+		var d coarseDeadline
+		var mu sync.Mutex
+		var socket []time.Time
+		set := func(t time.Time) error {
+			mu.Lock()
+			defer mu.Unlock()
+			socket = append(socket, t)
+			return nil
+		}
+		if err := d.set(passed, epoch, time.Second, set); err != nil { // kept: 4 s ahead then
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { d.enforce(now, epoch, set) })
+		wg.Go(func() { _ = d.set(far, epoch, now, set) })
+		wg.Wait()
+		if len(socket) > 0 && !socket[len(socket)-1].IsZero() || d.kept() != far.Sub(epoch) {
+			t.Fatalf("round %d: socket %v, kept %v; want the socket clear and %v kept", i, socket, d.kept(), far.Sub(epoch))
+		}
+	}
+}
+
 // coarsePair returns the server side of a loopback connection accepted by a
 // limitListener whose enforcer runs for the test, and the client side.
 func coarsePair(t *testing.T) (server, client net.Conn) {
