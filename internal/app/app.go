@@ -17,11 +17,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lameduck/lameduck/internal/config"
+	"github.com/lameduck/lameduck/internal/conns"
 	"github.com/lameduck/lameduck/internal/health"
-	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/idempotency"
 	"github.com/lameduck/lameduck/internal/metrics"
 	"github.com/lameduck/lameduck/internal/queue"
 	"github.com/lameduck/lameduck/internal/server"
@@ -49,85 +49,13 @@ const goAwayLinger = 2 * time.Second
 // after a clean shutdown, an error wrapping ErrLost or ErrAborted otherwise,
 // or the error that kept it from serving.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-chan os.Signal, info health.BuildInfo) error {
-	appLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	s, err := newService(cfg, logger, info)
 	if err != nil {
-		return fmt.Errorf("listen on LAMEDUCK_HTTP_ADDR: %w", err)
+		return err
 	}
-	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
-		_ = appLn.Close()
-		return fmt.Errorf("listen on LAMEDUCK_ADMIN_ADDR: %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &service{
-		cfg: cfg, logger: logger,
-		metrics: metrics.New(reg), gate: &health.Gate{},
-	}
-	s.conns = newConnTracker(s.metrics.Inflight)
-	s.queue = queue.New(cfg.QueueSize, cfg.Workers,
-		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, s.metrics)
-	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
-	limits := metrics.NewLimits(reg, keys.Len, keys.Bytes)
-	s.limits = limits
-	s.clients = server.NewClients(cfg.BodyTimeout, cfg.WriteTimeout)
-	base, cut := context.WithCancelCause(context.Background())
-	s.cut = cut
-	defer cut(nil)
-	// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port: a
-	// preface "PRI * HTTP/2.0" selects HTTP/2. HTTP/2 over TLS is not served.
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	s.app = &http.Server{
-		Handler: limitRequests(server.NewApp(cfg, logger, s.metrics, s.gate, s.queue, keys, s.clients, s.conns.requestDone),
-			cfg.MaxRequests, s.gate, cfg.WriteTimeout, limits.RequestsRefused),
-		Protocols:         &protocols,
-		HTTP2:             h2Limits(),
-		ConnState:         s.conns.hook,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ErrorLog:          errorLog,
-	}
-	s.appServed = make(chan struct{})
-	appLim := limitConns(appLn, cfg.MaxConns, limits)
-	s.appLn = appLim
-	s.admin = &http.Server{
-		Handler:           health.NewHandler(s.gate, reg, reg, info),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          errorLog,
-	}
-
-	var serving sync.WaitGroup
-	serveErrs := make(chan error, 2)
-	for _, p := range []struct {
-		srv    *http.Server
-		ln     net.Listener
-		served chan struct{} // closed when Serve returns
-	}{{s.app, s.appLn, s.appServed}, {s.admin, adminLn, make(chan struct{})}} {
-		serving.Go(func() {
-			defer close(p.served)
-			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
-				serveErrs <- fmt.Errorf("serve on %s: %w", p.ln.Addr(), err)
-			}
-		})
-	}
-	defer serving.Wait()
-	// The app connections' coarse deadlines are enforced until Run returns:
-	// by then the shutdown has closed every app connection.
-	enforcing, stopEnforcing := context.WithCancel(context.Background())
-	serving.Go(func() { appLim.enforceDeadlines(enforcing) })
-	defer stopEnforcing()
-	for _, w := range cfg.Warnings() {
-		logger.Warn("configuration", "warning", w)
-	}
-	logger.Info("serving", "http_addr", appLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"version", info.Version, "commit", info.Commit, "shutdown_budget", cfg.Budget().String(),
-		"grace_period", cfg.GracePeriod.String(), "drain_budget", cfg.DrainBudget().String())
+	serveErrs := s.serve()
+	defer s.serving.Wait()
+	defer s.cut(nil)
 
 	var cause string
 	var serveErr error
@@ -141,12 +69,120 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 		cause = "serve failed: " + serveErr.Error()
 		logger.Error("serve failed, shutting down", "err", serveErr)
 	}
-
 	// A shutdown that no signal started still takes the kubelet's first
 	// SIGTERM as the ordinary one; only the second aborts.
 	abort, stopWatch := watchSecondSignal(signals, first, logger)
 	defer stopWatch()
 	return errors.Join(serveErr, s.shutdown(abort, cause))
+}
+
+// service is lameduck's running state between start-up and exit.
+type service struct {
+	cfg     config.Config
+	logger  *slog.Logger
+	metrics *metrics.Metrics
+	gate    *health.Gate
+	queue   *queue.Queue
+	conns   *conns.Tracker // the app connections
+	handler appHandler     // the app requests
+	info    health.BuildInfo
+
+	app, admin     *http.Server
+	appLn, adminLn net.Listener
+	appServed      chan struct{}           // closed once the app's Serve has returned
+	cut            context.CancelCauseFunc // cancels every app request's context with server.ErrCut
+	serving        sync.WaitGroup          // the two Serve goroutines
+}
+
+// appHandler is what the service needs of the app handler (server.Handler).
+type appHandler interface {
+	http.Handler
+	InFlight() int64                // requests in the handler now
+	ShortenBodies(cutoff time.Time) // no body read lasts past cutoff
+}
+
+// newService listens on both addresses and builds every part.
+func newService(cfg config.Config, logger *slog.Logger, info health.BuildInfo) (*service, error) {
+	appLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on LAMEDUCK_HTTP_ADDR: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		_ = appLn.Close()
+		return nil, fmt.Errorf("listen on LAMEDUCK_ADMIN_ADDR: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &service{cfg: cfg, logger: logger, metrics: metrics.New(reg), gate: &health.Gate{},
+		conns: conns.New(cfg.MaxConns, reg), adminLn: adminLn, appServed: make(chan struct{}), info: info}
+	s.appLn = s.conns.Listener(appLn)
+	s.queue = queue.New(cfg.QueueSize, cfg.Workers,
+		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, s.metrics)
+	keys := idempotency.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
+	handler := server.New(cfg, logger, s.metrics, s.gate, s.queue, keys)
+	s.handler = handler
+	reg.MustRegister(
+		gauge("lameduck_http_inflight_requests", "App requests in handlers now (at most LAMEDUCK_MAX_REQUESTS).",
+			func() float64 { return float64(s.handler.InFlight()) }),
+		gauge("lameduck_idempotency_keys", "Idempotency-Keys remembered now.",
+			func() float64 { return float64(keys.Len()) }),
+		gauge("lameduck_idempotency_bytes",
+			"Memory the remembered Idempotency-Keys take, bookkeeping included (at most LAMEDUCK_IDEMPOTENCY_MAX_BYTES).",
+			func() float64 { return float64(keys.Bytes()) }))
+
+	base, cut := context.WithCancelCause(context.Background())
+	s.cut = cut
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port: a
+	// preface "PRI * HTTP/2.0" selects HTTP/2. HTTP/2 over TLS is not served.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.app = &http.Server{
+		Handler:           handler,
+		Protocols:         &protocols,
+		HTTP2:             h2Limits(),
+		ConnState:         s.conns.Hook,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          errorLog,
+	}
+	s.admin = &http.Server{
+		Handler:           health.NewHandler(s.gate, reg, reg, info),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errorLog,
+	}
+	return s, nil
+}
+
+// serve starts serving both listeners, each on a goroutine of s.serving
+// that ends when its server closes, and logs that it is serving. The
+// channel receives the error of a Serve that failed.
+func (s *service) serve() <-chan error {
+	errs := make(chan error, 2)
+	for _, p := range []struct {
+		srv    *http.Server
+		ln     net.Listener
+		served chan struct{} // closed when Serve returns
+	}{{s.app, s.appLn, s.appServed}, {s.admin, s.adminLn, make(chan struct{})}} {
+		s.serving.Go(func() {
+			defer close(p.served)
+			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("serve on %s: %w", p.ln.Addr(), err)
+			}
+		})
+	}
+	for _, w := range s.cfg.Warnings() {
+		s.logger.Warn("configuration", "warning", w)
+	}
+	s.logger.Info("serving", "http_addr", s.appLn.Addr().String(), "admin_addr", s.adminLn.Addr().String(),
+		"version", s.info.Version, "commit", s.info.Commit,
+		"shutdown_budget", s.cfg.Budget().String(), "grace_period", s.cfg.GracePeriod.String(),
+		"drain_budget", s.cfg.DrainBudget().String())
+	return errs
 }
 
 // h2Limits bounds what one HTTP/2 connection can make the server buffer:
@@ -155,8 +191,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, signals <-
 // Here a connection buffers at most 64 KiB of body (config.H2StreamBuffer
 // per stream) and reads frames of at most 16 KiB, both protocol minimums;
 // it carries at most h2MaxStreams streams at once. The streams of all
-// connections together are bounded by LAMEDUCK_MAX_REQUESTS (requestLimit),
-// and config.MemoryWorstCase counts both.
+// connections together are bounded by LAMEDUCK_MAX_REQUESTS, and
+// config.MemoryWorstCase counts both.
 func h2Limits() *http.HTTP2Config {
 	return &http.HTTP2Config{
 		MaxConcurrentStreams:          h2MaxStreams,
@@ -172,24 +208,6 @@ func h2Limits() *http.HTTP2Config {
 // goroutine until its 503 is written. Clients open more connections, or
 // queue, beyond it.
 const h2MaxStreams = 16
-
-// service is lameduck's running state between start-up and exit.
-type service struct {
-	cfg     config.Config
-	logger  *slog.Logger
-	metrics *metrics.Metrics
-	gate    *health.Gate
-	queue   *queue.Queue
-	conns   *connTracker
-
-	app, admin *http.Server
-	limits     *metrics.Limits
-	appLn      net.Listener  // closed by shutdownHTTP itself, not by app.Shutdown
-	appServed  chan struct{} // closed once the app's Serve has returned
-
-	clients *server.Clients         // app body reads, which the shutdown can shorten
-	cut     context.CancelCauseFunc // cancels every app request's context with server.ErrCut
-}
 
 // shutdown runs the sequence, in order. abort ends when a second signal
 // arrives: every phase then stops at once and what it abandons is logged.
@@ -228,16 +246,13 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhaseQueue).Set(queuePhase.Seconds())
 
 	// 5. One honest account.
-	var peak, refused int64
-	if l, ok := s.appLn.(*limitListener); ok {
-		peak, refused = l.Peak()
-	}
 	record := []any{
 		"jobs_accepted", stats.Accepted, "jobs_processed", stats.Processed, "jobs_dropped", stats.Dropped,
-		"requests_cut", cut, "requests_after_signal", counterValue(s.metrics.RequestsAfterSignal),
+		"requests_cut", cut, "requests_after_signal", metrics.Sum(s.metrics.RequestsAfterSignal),
 		"requests_by_code", s.metrics.RequestsByCode(),
-		"connections_peak", peak, "connections_refused", refused,
-		"requests_refused", counterValue(s.limits.RequestsRefused),
+		"connections_peak", s.conns.Peak(), "connections_refused", s.conns.Refused(),
+		"connections_reclaimed", s.conns.Reclaimed(),
+		"requests_refused", metrics.Sum(s.metrics.RequestsRefused),
 		"jobs_rejected", s.rejectedByReason(),
 		"prestop_seconds", seconds(prestop), "http_seconds", seconds(httpPhase),
 		"queue_seconds", seconds(queuePhase), "total_seconds", seconds(time.Since(start)),
@@ -278,9 +293,9 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	// A body still arriving must be in before the deadline: a stalled upload
 	// is timed out (408), not cut.
 	deadline, _ := ctx.Deadline()
-	s.clients.Shorten(deadline.Add(-min(config.ClientSpare, s.cfg.ShutdownTimeout/2)))
+	s.handler.ShortenBodies(deadline.Add(-min(config.ClientSpare, s.cfg.ShutdownTimeout/2)))
 
-	err := s.conns.waitQuiet(ctx)
+	err := waitUntil(ctx, s.quiet)
 	if err == nil {
 		err = s.goAway(ctx)
 	}
@@ -291,13 +306,13 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	// Only requests inside the handler chain are cut work (the in-flight
 	// count, the tracker's too); a connection still sending a finished
 	// response to a client that stopped reading is not.
-	cut = int(s.metrics.Inflight())
+	cut = int(s.handler.InFlight())
 	s.logger.Warn("cutting requests still running", "requests_cut", cut, "aborted", abort.Err() != nil)
-	s.cut(server.ErrCut) // their contexts end with this cause: lameduck_http_requests_total{code="cut"}
+	s.cut(server.ErrCut) // their contexts end with this cause: lameduck_http_requests_cut_total
 	s.app.Close()        // and their connections close; give their handlers a moment to return
 	exit, cancelExit := context.WithTimeout(abort, handlerExit)
 	defer cancelExit()
-	if err := s.conns.waitQuiet(exit); err != nil {
+	if err := waitUntil(exit, s.quiet); err != nil {
 		s.logger.Warn("handlers still running after their requests were cut", "err", err)
 	}
 	return cut
@@ -330,12 +345,12 @@ func (s *service) goAway(ctx context.Context) error {
 	_ = s.app.Shutdown(done)
 	linger, cancelLinger := context.WithTimeout(ctx, goAwayLinger)
 	defer cancelLinger()
-	if s.conns.waitClosed(linger) == nil {
+	if waitUntil(linger, s.closed) == nil {
 		return nil
 	}
 	// A connection still open is closed by the caller; a request in flight
 	// (a stream that came in before its connection's GOAWAY) is waited for.
-	return s.conns.waitQuiet(ctx)
+	return waitUntil(ctx, s.quiet)
 }
 
 // sleep waits for d or until ctx ends.
@@ -350,23 +365,44 @@ func sleep(ctx context.Context, d time.Duration) {
 
 func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
 
-// counterValue reads a counter's current value.
 // rejectedByReason returns the jobs refused with 503, by reason (full,
 // budget, closed), for the exit's account: a refusal for capacity (full,
 // budget) is back-pressure, one for closed means a request reached the queue
 // after the shutdown closed it.
 func (s *service) rejectedByReason() map[string]float64 {
-	out := map[string]float64{}
-	for _, r := range []string{metrics.ReasonFull, metrics.ReasonBudget, metrics.ReasonClosed} {
-		out[r] = counterValue(s.metrics.JobsRejected.WithLabelValues(r))
+	out := map[string]float64{metrics.ReasonFull: 0, metrics.ReasonBudget: 0, metrics.ReasonClosed: 0}
+	for r, n := range metrics.ByLabel(s.metrics.JobsRejected, "reason") {
+		out[r] = n
 	}
 	return out
 }
 
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return math.NaN()
+// quiet reports whether no request is in a handler and no connection is
+// serving or receiving one.
+func (s *service) quiet() bool { return s.handler.InFlight() == 0 && s.conns.Busy() == 0 }
+
+// closed reports whether no request is in a handler and every connection
+// has closed.
+func (s *service) closed() bool { return s.handler.InFlight() == 0 && s.conns.Open() == 0 }
+
+// pollEvery is how often the HTTP phase looks whether it may move on.
+const pollEvery = 5 * time.Millisecond
+
+// waitUntil returns nil once cond holds, looking every pollEvery, or ctx's
+// error when it ends first.
+func waitUntil(ctx context.Context, cond func() bool) error {
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
-	return m.GetCounter().GetValue()
+	return nil
+}
+
+func gauge(name, help string, f func() float64) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 }

@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/lameduck/lameduck/internal/config"
-	"github.com/lameduck/lameduck/internal/metrics"
-	"github.com/lameduck/lameduck/internal/server"
+	"github.com/lameduck/lameduck/internal/health"
 )
 
 // h2cTransport is an HTTP/2 client with prior knowledge, without TLS.
@@ -30,37 +26,15 @@ func h2cTransport() *http.Transport {
 // waits for that handler, not only for the connection.
 func TestShutdownWaitsForResetStream(t *testing.T) {
 	const work = 2500 * time.Millisecond // longer than goAwayLinger: a wait for the connection alone ends first
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &service{
-		cfg:    config.Config{ShutdownTimeout: 10 * time.Second},
-		logger: slog.New(slog.DiscardHandler), metrics: metrics.New(prometheus.NewRegistry()),
-		appLn: ln, appServed: make(chan struct{}),
-		clients: server.NewClients(time.Second, time.Second), cut: func(error) {},
-	}
-	s.conns = newConnTracker(s.metrics.Inflight)
 	started := make(chan struct{})
 	var finished atomic.Bool
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	s.app = &http.Server{
-		Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-			// counted in flight, as server.NewApp's middleware counts a request
-			req := s.metrics.Begin()
-			defer func() {
-				req.Done(r.URL.Path, http.StatusOK, false)
-				s.conns.requestDone()
-			}()
-			close(started)
-			time.Sleep(work) // deaf to its context: the client's reset does not end it
-			finished.Store(true)
-		}),
-		Protocols: &protocols,
-		ConnState: s.conns.hook,
-	}
+	s := newTestService(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		close(started)
+		time.Sleep(work) // deaf to its context: the client's reset does not end it
+		finished.Store(true)
+	}))
+	s.cfg.ShutdownTimeout = 10 * time.Second
+	ln := s.appLn
 	go func() {
 		defer close(s.appServed)
 		_ = s.app.Serve(ln)
@@ -93,10 +67,47 @@ func TestShutdownWaitsForResetStream(t *testing.T) {
 	if cut != 0 {
 		t.Errorf("shutdownHTTP cut %d requests; want 0", cut)
 	}
-	// Once the handler ended, nothing else changed: only its count ending,
-	// told to the tracker, ends the wait before the deadline.
+	// Once the handler ended, nothing else changed: only its count ending
+	// ends the wait before the deadline.
 	if took := time.Since(begin); took >= s.cfg.ShutdownTimeout {
 		t.Errorf("the HTTP phase took %s, to its %s deadline; want it to end once the handler (%s) did",
 			took.Round(time.Millisecond), s.cfg.ShutdownTimeout, work)
 	}
+}
+
+// countingHandler counts its requests in flight, as server.Handler does.
+type countingHandler struct {
+	next     http.Handler
+	inflight atomic.Int64
+}
+
+func (h *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.inflight.Add(1)
+	defer h.inflight.Add(-1)
+	h.next.ServeHTTP(w, r)
+}
+
+func (h *countingHandler) InFlight() int64         { return h.inflight.Load() }
+func (h *countingHandler) ShortenBodies(time.Time) {}
+
+// newTestService is the service of testConfig, listening on loopback, with
+// next as its app handler, its requests counted; nothing serves yet.
+func newTestService(t *testing.T, next http.Handler) *service {
+	t.Helper()
+	cfg := config.Config{HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", MaxConns: 100, MaxRequests: 100,
+		QueueSize: 10, Workers: 1, ShutdownTimeout: 5 * time.Second, DrainTimeout: time.Second}
+	s, err := newService(cfg, slog.New(slog.DiscardHandler), health.BuildInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &countingHandler{next: next}
+	s.handler, s.app.Handler = h, h
+	t.Cleanup(func() {
+		s.cut(nil)
+		_ = s.adminLn.Close()
+		_ = s.app.Close()
+		s.queue.Close()
+		s.queue.Drain(context.Background())
+	})
+	return s
 }

@@ -4,19 +4,12 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/lameduck/lameduck/internal/config"
-	"github.com/lameduck/lameduck/internal/metrics"
-	"github.com/lameduck/lameduck/internal/server"
 )
 
 // holdListener holds the first connection it accepts until release closes,
@@ -57,24 +50,17 @@ func TestShutdownWaitsForAcceptedConnection(t *testing.T) {
 	}
 	held := &holdListener{Listener: ln, accepted: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
 	var handled atomic.Bool
-	s := &service{
-		cfg:    config.Config{ShutdownTimeout: 5 * time.Second},
-		logger: slog.New(slog.DiscardHandler), metrics: metrics.New(prometheus.NewRegistry()),
-		appLn: held, appServed: make(chan struct{}),
-		clients: server.NewClients(time.Second, time.Second), cut: func(error) {},
-	}
-	s.conns = newConnTracker(s.metrics.Inflight)
-	s.app = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			time.Sleep(50 * time.Millisecond)
-			handled.Store(true)
-			_, _ = io.WriteString(w, "ok")
-		}),
-		ConnState: s.conns.hook,
-	}
+	s := newTestService(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+		handled.Store(true)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	s.cfg.ShutdownTimeout = 5 * time.Second
+	_ = s.appLn.Close()
+	s.appLn = s.conns.Listener(held)
 	go func() {
 		defer close(s.appServed)
-		_ = s.app.Serve(held)
+		_ = s.app.Serve(s.appLn)
 	}()
 
 	conn, err := net.Dial("tcp", ln.Addr().String())

@@ -165,7 +165,6 @@ func TestMetrics(t *testing.T) {
 	lines := metricLines(body)
 	for _, want := range []string{
 		`lameduck_queue_depth 0`,
-		`lameduck_http_inflight_requests 0`,
 		`lameduck_http_requests_after_signal_total 0`,
 		`lameduck_jobs_accepted_total 0`,
 		`lameduck_jobs_processed_total 0`,
@@ -176,10 +175,10 @@ func TestMetrics(t *testing.T) {
 		`lameduck_shutdown_phase_seconds{phase="queue"} 0`,
 		`lameduck_jobs_rejected_total{reason="full"} 0`,
 		`lameduck_jobs_rejected_total{reason="closed"} 0`,
-		`lameduck_http_requests_total{code="202"} 0`,
-		`lameduck_http_requests_total{code="503"} 0`,
-		`lameduck_http_request_duration_seconds_count{class="2xx",route="/hello"} 0`,
-		`lameduck_http_request_duration_seconds_count{class="cut",route="/jobs"} 0`,
+		`lameduck_http_requests_total{code="200",route="/hello"} 0`,
+		`lameduck_http_requests_total{code="202",route="/jobs"} 0`,
+		`lameduck_http_requests_total{code="503",route="/jobs"} 0`,
+		`lameduck_http_requests_cut_total{route="/jobs"} 0`,
 		`lameduck_healthcheck_status{check="goroutine-threshold"} 0`,
 		`lameduck_healthcheck_status{check="not-draining"} 0`,
 	} {

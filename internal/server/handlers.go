@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/lameduck/lameduck/internal/config"
-	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/idempotency"
 	"github.com/lameduck/lameduck/internal/queue"
 )
 
@@ -54,7 +54,7 @@ func handleHello(def, max time.Duration) http.Handler {
 // queue refuses (full, over the drain budget, closed) is 503 with a
 // Retry-After of when the queue expects to take it; a known Idempotency-Key
 // answers its first job's id.
-func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.Store) http.Handler {
+func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idempotency.Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		work, err := durationParam(r, "work", cfg.JobDuration, cfg.MaxWork, whyMaxWork)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/lameduck/lameduck/internal/config"
-	"github.com/lameduck/lameduck/internal/idem"
 	"github.com/lameduck/lameduck/internal/server"
 )
 
@@ -122,15 +120,12 @@ func TestStalledBodyTimesOut(t *testing.T) {
 func TestShortenEndsBodyReads(t *testing.T) {
 	cfg := limitsConfig(time.Minute)
 	f := newFixture(t, cfg)
-	clients := server.NewClients(cfg.BodyTimeout, cfg.WriteTimeout)
-	keys := idem.New(time.Hour, 10, 1<<20)
-	h := server.NewApp(cfg, slog.New(slog.NewJSONHandler(f.logs, nil)), f.m, f.gate, f.q, keys, clients, nil)
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(f.h)
 	t.Cleanup(srv.Close)
 
 	stalled := startPost(t, srv.Listener.Addr().String())
-	waitFor(t, "the request in its handler", func() bool { return f.m.Inflight() == 1 })
-	clients.Shorten(time.Now().Add(200 * time.Millisecond))
+	waitFor(t, "the request in its handler", func() bool { return f.h.InFlight() == 1 })
+	f.h.ShortenBodies(time.Now().Add(200 * time.Millisecond))
 	if resp := readAnswer(t, stalled); resp.StatusCode != http.StatusRequestTimeout {
 		t.Errorf("upload stalled when Shorten was called = %d; want 408", resp.StatusCode)
 	}
@@ -138,11 +133,12 @@ func TestShortenEndsBodyReads(t *testing.T) {
 	if resp := readAnswer(t, later); resp.StatusCode != http.StatusRequestTimeout {
 		t.Errorf("upload started after the cutoff = %d; want 408", resp.StatusCode)
 	}
-	waitFor(t, "no request in a handler", func() bool { return f.m.Inflight() == 0 })
+	waitFor(t, "no request in a handler", func() bool { return f.h.InFlight() == 0 })
 }
 
 // TestCutRequestsHaveTheirOwnCode: a request whose context the shutdown
-// deadline cancels (server.ErrCut) counts as code="cut", not 200.
+// deadline cancels (server.ErrCut) counts in lameduck_http_requests_cut_total,
+// not as a 200.
 func TestCutRequestsHaveTheirOwnCode(t *testing.T) {
 	f := newFixture(t, testConfig())
 	base, cut := context.WithCancelCause(context.Background())
@@ -166,14 +162,13 @@ func TestCutRequestsHaveTheirOwnCode(t *testing.T) {
 	<-done
 	waitFor(t, "the cut request counted", func() bool { return f.inflight(t) == 0 })
 	if got := f.requestsTotal(t, "cut"); got != 1 {
-		t.Errorf(`lameduck_http_requests_total{code="cut"} = %v; want 1`, got)
+		t.Errorf(`lameduck_http_requests_cut_total = %v; want 1`, got)
 	}
 	if got := f.requestsTotal(t, "200"); got != 0 {
 		t.Errorf(`lameduck_http_requests_total{code="200"} = %v; want 0 (the cut request is not a success)`, got)
 	}
 	counts, _ := durationCounts(t, f.metrics)
-	if counts["/hello cut"] != 1 || counts["/hello 2xx"] != 0 {
-		t.Errorf(`lameduck_http_request_duration_seconds{route="/hello"}: class="cut" %d samples, class="2xx" %d; want 1, 0`,
-			counts["/hello cut"], counts["/hello 2xx"])
+	if counts["/hello 200"] != 0 {
+		t.Errorf(`lameduck_http_request_duration_seconds{route="/hello",code="200"}: %d samples; want 0`, counts["/hello 200"])
 	}
 }

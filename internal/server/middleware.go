@@ -1,59 +1,84 @@
 package server
 
 import (
-	"io"
+	"fmt"
 	"net/http"
-	"sync"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/lameduck/lameduck/internal/health"
 	"github.com/lameduck/lameduck/internal/metrics"
 )
 
-// instrument counts every request, and those that arrive after the signal,
-// and observes how long each took, by route and status class.
-// Once gate is draining, every response written from then on carries
-// Connection: close, including responses to requests that were already in
-// flight at the signal, so no pooled connection is handed back to a client
-// only to be closed under it when the listener shuts down; clients reconnect,
-// through the balancer, to another replica.
-// A request the shutdown deadline cut counts as code="cut", whatever its
-// handler wrote as the connection closed. Once headers are written, the
-// response must go out within clients' write timeout (nil: no bound).
+// chain wraps the mux in the middleware, outermost first:
 //
-// Its count of requests in flight (m.Inflight) is the only one: the shutdown
-// waits on it and counts what its deadline cuts with it. done, when not nil,
-// runs as each request ends, once the count no longer holds it.
-func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, clients *Clients, done func()) http.Handler {
-	// The writers are reused: a handler must not use its ResponseWriter
-	// after it returns, as net/http requires of its own.
-	writers := sync.Pool{New: func() any { return new(statusWriter) }}
+//  1. limit: at most max requests in handlers at once, over every connection
+//     (an HTTP/2 connection carries several); more are refused at once. It
+//     keeps the one count of requests in flight.
+//  2. instrument: metrics, and Connection: close on every response once
+//     the service drains.
+//  3. timeouts: a body must arrive, and a response go out, in time.
+//  4. checkQuery: a malformed or unknown query parameter is a 400.
+func (h *Handler) chain(mux http.Handler, max int, m *metrics.Metrics, gate *health.Gate) http.Handler {
+	return h.limit(instrument(h.timeouts.bound(checkQuery(mux)), m, gate, h.timeouts), max, gate, m)
+}
+
+// limit lets at most max app requests into next at once. A request over the
+// limit is answered at once, before any handler work: 503 with Retry-After
+// and no body (so that it needs no HTTP/2 flow-control window), counted in
+// lameduck_http_requests_refused_total. A request leaves the count only
+// once instrument has counted it, so that when InFlight reads 0 every
+// request is in the metrics.
+func (h *Handler) limit(next http.Handler, max int, gate *health.Gate, m *metrics.Metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.inflight.Add(1) > int64(max) {
+			h.inflight.Add(-1)
+			m.RequestsRefused.Inc()
+			h.timeouts.setWriteDeadline(w)
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Length", "0")
+			if gate.Draining() {
+				w.Header().Set("Connection", "close")
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		defer h.inflight.Add(-1)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// instrument counts every request, by route and status code, with its
+// duration, or as cut when the shutdown deadline cut it (whatever its
+// handler wrote as the connection closed), and those that arrive after the
+// signal. Once gate is draining, every response written from then on
+// carries Connection: close, including responses to requests in flight at
+// the signal, so that no client is handed back a pooled connection only to
+// have it closed under it when the listener shuts down; on HTTP/2, net/http
+// turns it into a GOAWAY.
+func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, t *timeouts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if gate.Draining() {
 			m.RequestsAfterSignal.Inc()
 		}
-		req := m.Begin()
-		sw := writers.Get().(*statusWriter)
-		*sw = statusWriter{ResponseWriter: w, gate: gate, code: http.StatusOK, clients: clients}
-		defer func() {
-			req.Done(r.URL.Path, sw.code, cutByShutdown(r.Context()))
-			*sw = statusWriter{}
-			writers.Put(sw)
-			if done != nil {
-				done()
-			}
-		}()
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, gate: gate, timeouts: t, code: http.StatusOK}
+		defer func() { m.Observe(r.URL.Path, sw.code, time.Since(start), cutByShutdown(r.Context())) }()
 		next.ServeHTTP(sw, r)
 	})
 }
 
-// statusWriter remembers the status code written and, at the moment the
-// headers go out, turns keep-alive off if the service is draining.
+// statusWriter remembers the status code written and, as the headers go
+// out, starts the write timeout and turns keep-alive off if the service is
+// draining.
 type statusWriter struct {
 	http.ResponseWriter
-	gate    *health.Gate
-	code    int
-	wrote   bool
-	clients *Clients
+	gate     *health.Gate
+	timeouts *timeouts
+	code     int
+	wrote    bool
 }
 
 // writing runs once, before the headers are written.
@@ -62,7 +87,7 @@ func (s *statusWriter) writing(code int) {
 		return
 	}
 	s.code, s.wrote = code, true
-	s.clients.setWriteDeadline(s.ResponseWriter)
+	s.timeouts.setWriteDeadline(s.ResponseWriter)
 	if s.gate.Draining() {
 		s.ResponseWriter.Header().Set("Connection", "close")
 	}
@@ -78,11 +103,54 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-// WriteString keeps io.WriteString from copying s into a new []byte.
-func (s *statusWriter) WriteString(str string) (int, error) {
-	s.writing(http.StatusOK)
-	return io.WriteString(s.ResponseWriter, str)
-}
-
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// queryParams lists the query parameters each route takes.
+var queryParams = map[string][]string{
+	"/hello": {"delay"},
+	"/jobs":  {"work"},
+}
+
+// checkQuery answers 400, with the reason, a request to a known route whose
+// query string is malformed, repeats a parameter or names one the route does
+// not take: each of those would otherwise leave the default in force,
+// silently (url.Values drops what it cannot parse).
+func checkQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery != "" {
+			if err := queryProblem(r.URL.Path, r.URL.RawQuery); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// queryProblem returns what is wrong with the query string raw of a request
+// to path, or nil. Paths without a route pass: the mux answers 404.
+func queryProblem(path, raw string) error {
+	known, ok := queryParams[path]
+	if !ok {
+		return nil
+	}
+	values, err := url.ParseQuery(raw)
+	if err != nil {
+		return fmt.Errorf("malformed query string: %v", err)
+	}
+	names := make([]string, 0, len(values))
+	for k := range values {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		switch {
+		case !slices.Contains(known, name):
+			return fmt.Errorf("unknown query parameter %q: %s takes %s", name, path, strings.Join(known, ", "))
+		case len(values[name]) > 1:
+			return fmt.Errorf("query parameter %q given %d times; give it once", name, len(values[name]))
+		}
+	}
+	return nil
+}

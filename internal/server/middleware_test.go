@@ -73,9 +73,8 @@ func ParallelGets(b *testing.B, h http.Handler) {
 // deadline), the query check and the client bounds, from every P at once;
 // run it with -cpu 1,2,4: ns/op that grows with the Ps is contention.
 func BenchmarkMiddlewareParallel(b *testing.B) {
-	clients := NewClients(time.Second, time.Second)
-	m := metrics.New(prometheus.NewRegistry())
-	ParallelGets(b, instrument(checkQuery(clients.bound(handleHello(0, time.Second))), m, &health.Gate{}, clients, nil))
+	h := &Handler{timeouts: newTimeouts(time.Second, time.Second)}
+	ParallelGets(b, h.chain(handleHello(0, time.Second), 1000, metrics.New(prometheus.NewRegistry()), &health.Gate{}))
 }
 
 // BenchmarkMuxParallel is the reference for BenchmarkHelloParallel: the

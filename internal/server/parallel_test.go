@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lameduck/lameduck/internal/health"
+	"github.com/lameduck/lameduck/internal/idempotency"
 	"github.com/lameduck/lameduck/internal/metrics"
 	"github.com/lameduck/lameduck/internal/server"
 )
@@ -19,6 +20,7 @@ import (
 func BenchmarkHelloParallel(b *testing.B) {
 	cfg := testConfig()
 	cfg.BodyTimeout, cfg.WriteTimeout = time.Second, time.Second // as in production: both bounds on
-	h := server.New(cfg, slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()), &health.Gate{}, discard{})
+	h := server.New(cfg, slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()), &health.Gate{}, discard{},
+		idempotency.New(time.Hour, 100, 1<<20))
 	server.ParallelGets(b, h)
 }

@@ -5,10 +5,10 @@ import (
 	"net/http"
 
 	"github.com/lameduck/lameduck/internal/config"
-	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/idempotency"
 )
 
-func addRoutes(mux *http.ServeMux, cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idem.Store) {
+func addRoutes(mux *http.ServeMux, cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idempotency.Store) {
 	mux.Handle("GET /hello", handleHello(cfg.HelloDelay, cfg.MaxDelay))
 	mux.Handle("POST /jobs", handleJobs(cfg, logger, q, keys))
 	// No catch-all "/" route: it would match every method and turn the mux's

@@ -1,15 +1,16 @@
 // Package server is lameduck's app HTTP handler: GET /hello, POST /jobs, and
-// the middleware that counts requests and turns keep-alives off while the
-// service drains.
+// the middleware every request passes through (middleware.go, in order).
 package server
 
 import (
 	"log/slog"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/lameduck/lameduck/internal/config"
 	"github.com/lameduck/lameduck/internal/health"
-	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/idempotency"
 	"github.com/lameduck/lameduck/internal/metrics"
 	"github.com/lameduck/lameduck/internal/queue"
 )
@@ -19,19 +20,28 @@ type Enqueuer interface {
 	Enqueue(queue.Job) error
 }
 
-// New returns the app handler with every route and the middleware.
-func New(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer) http.Handler {
-	keys := idem.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
-	return NewApp(cfg, logger, m, gate, q, keys, NewClients(cfg.BodyTimeout, cfg.WriteTimeout), nil)
+// Handler is the app handler. Its count of requests in flight is the one
+// the request limit applies, the shutdown waits for, and the metrics read.
+type Handler struct {
+	http.Handler
+	inflight atomic.Int64
+	timeouts *timeouts
 }
 
-// NewApp is New with the Idempotency-Key store and the client bounds made by
-// the caller, which watches them (metrics, the shutdown). done, when not
-// nil, runs as each request ends, once m.Inflight no longer counts it: a
-// shutdown waiting for the last request learns of it at once.
-func NewApp(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer,
-	keys *idem.Store, clients *Clients, done func()) http.Handler {
+// New returns the app handler: every route behind the middleware.
+func New(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer,
+	keys *idempotency.Store) *Handler {
+	h := &Handler{timeouts: newTimeouts(cfg.BodyTimeout, cfg.WriteTimeout)}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, logger, q, keys)
-	return instrument(checkQuery(clients.bound(mux)), m, gate, clients, done)
+	h.Handler = h.chain(mux, cfg.MaxRequests, m, gate)
+	return h
 }
+
+// InFlight returns the number of app requests in the handler now.
+func (h *Handler) InFlight() int64 { return h.inflight.Load() }
+
+// ShortenBodies makes every request body read, now and later, end by
+// cutoff at the latest (408): the shutdown times a stalled upload out
+// before its deadline would cut it.
+func (h *Handler) ShortenBodies(cutoff time.Time) { h.timeouts.shorten(cutoff) }

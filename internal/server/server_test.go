@@ -22,6 +22,7 @@ import (
 
 	"github.com/lameduck/lameduck/internal/config"
 	"github.com/lameduck/lameduck/internal/health"
+	"github.com/lameduck/lameduck/internal/idempotency"
 	"github.com/lameduck/lameduck/internal/metrics"
 	"github.com/lameduck/lameduck/internal/queue"
 	"github.com/lameduck/lameduck/internal/server"
@@ -47,6 +48,7 @@ func testConfig() config.Config {
 		DrainTimeout:       time.Minute,
 
 		IdempotencyMaxBytes: 1 << 20,
+		MaxRequests:         1000,
 	}
 }
 
@@ -85,7 +87,7 @@ func (b *logBuffer) jobIDs(t *testing.T, msg string) []string {
 }
 
 type fixture struct {
-	h       http.Handler
+	h       *server.Handler
 	q       *queue.Queue
 	m       *metrics.Metrics
 	gate    *health.Gate
@@ -104,7 +106,8 @@ func newFixture(t *testing.T, cfg config.Config) fixture {
 	gate := &health.Gate{}
 	q := queue.New(cfg.QueueSize, cfg.Workers, queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, m)
 	t.Cleanup(func() { q.Abort() })
-	return fixture{h: server.New(cfg, logger, m, gate, q), q: q, m: m, gate: gate, logs: logs, metrics: reg}
+	keys := idempotency.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
+	return fixture{h: server.New(cfg, logger, m, gate, q, keys), q: q, m: m, gate: gate, logs: logs, metrics: reg}
 }
 
 // serve runs one request through the handler; headers are name, value pairs.
@@ -572,7 +575,7 @@ func (discard) Enqueue(queue.Job) error { return nil }
 func benchHandler(b *testing.B, q server.Enqueuer) http.Handler {
 	b.Helper()
 	logger := slog.New(slog.DiscardHandler)
-	return server.New(testConfig(), logger, metrics.New(prometheus.NewRegistry()), &health.Gate{}, q)
+	return server.New(testConfig(), logger, metrics.New(prometheus.NewRegistry()), &health.Gate{}, q, idempotency.New(time.Hour, 100, 1<<20))
 }
 
 // BenchmarkHello measures GET /hello through the middleware and the mux.

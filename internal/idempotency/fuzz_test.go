@@ -1,10 +1,10 @@
-package idem_test
+package idempotency_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/idempotency"
 )
 
 // FuzzStore feeds a store a stream of keys cut from the input and checks its
@@ -18,14 +18,14 @@ func FuzzStore(f *testing.F) {
 		if maxKeys == 0 {
 			maxKeys = 1
 		}
-		s := idem.New(time.Hour, int(maxKeys), int64(maxBytes))
+		s := idempotency.New(time.Hour, int(maxKeys), int64(maxBytes))
 		n := 0
 		for i, key := range splitKeys(stream) {
 			id, _, err := s.Do(key, func() (string, error) { n++; return string(rune('a' + n%26)), nil })
 			if err != nil {
 				t.Fatalf("Do #%d: %v", i, err)
 			}
-			if idem.Cost(key, id) <= int64(maxBytes) {
+			if idempotency.Cost(key, id) <= int64(maxBytes) {
 				if again, seen, _ := s.Do(key, nil); !seen || again != id {
 					t.Fatalf("Do(%q) right after remembering it = %q, seen %t; want %q, true", key, again, seen, id)
 				}

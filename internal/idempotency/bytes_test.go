@@ -1,4 +1,4 @@
-package idem_test
+package idempotency_test
 
 import (
 	"fmt"
@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/idempotency"
 )
 
 func TestMaxBytesEvictsOldest(t *testing.T) {
 	const id = "0123456789abcdef0123456789abcdef" // a job id's length
 	key := func(c byte) string { return strings.Repeat(string(c), 256) }
-	per := idem.Cost(key('a'), id)
-	s := idem.New(time.Hour, 1000, 3*per) // room for three 256-byte keys, whatever the count allows
+	per := idempotency.Cost(key('a'), id)
+	s := idempotency.New(time.Hour, 1000, 3*per) // room for three 256-byte keys, whatever the count allows
 	remember := func(k string) (seen bool) {
 		t.Helper()
 		_, seen, err := s.Do(k, func() (string, error) { return id, nil })
@@ -51,7 +51,7 @@ func TestMaxBytesEvictsOldest(t *testing.T) {
 }
 
 func TestTooBigForTheBoundIsNotRemembered(t *testing.T) {
-	s := idem.New(time.Hour, 10, 100)
+	s := idempotency.New(time.Hour, 10, 100)
 	id, seen, err := s.Do(strings.Repeat("k", 200), func() (string, error) { return "id", nil })
 	if err != nil || id != "id" || seen {
 		t.Errorf("Do with a key over the byte bound = %q, %t, %v; want the new id, not seen", id, seen, err)
@@ -73,7 +73,7 @@ func TestEntryBytes(t *testing.T) {
 		keys[i] = fmt.Sprintf("%0256d", i)
 	}
 	id := strings.Repeat("f", 32)
-	s := idem.New(time.Hour, n, 1<<30)
+	s := idempotency.New(time.Hour, n, 1<<30)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

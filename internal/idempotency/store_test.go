@@ -1,4 +1,4 @@
-package idem_test
+package idempotency_test
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/lameduck/lameduck/internal/idem"
+	"github.com/lameduck/lameduck/internal/idempotency"
 )
 
 func TestMain(m *testing.M) {
@@ -28,7 +28,7 @@ func counter() (create func() (string, error), calls *atomic.Int64) {
 }
 
 func TestDoCreatesOncePerKey(t *testing.T) {
-	s := idem.New(time.Hour, 100, 1<<30)
+	s := idempotency.New(time.Hour, 100, 1<<30)
 	create, calls := counter()
 	steps := []struct {
 		key      string
@@ -58,7 +58,7 @@ func TestDoCreatesOncePerKey(t *testing.T) {
 
 func TestDoConcurrentSameKeyCreatesOnce(t *testing.T) {
 	const goroutines = 64
-	s := idem.New(time.Hour, 100, 1<<30)
+	s := idempotency.New(time.Hour, 100, 1<<30)
 	count, calls := counter()
 	create := func() (string, error) {
 		// Yield, so that without the store's lock other goroutines would
@@ -101,7 +101,7 @@ func TestDoConcurrentSameKeyCreatesOnce(t *testing.T) {
 
 func TestDoConcurrentManyKeys(t *testing.T) {
 	const keys, perKey = 20, 8
-	s := idem.New(time.Hour, 1000, 1<<30)
+	s := idempotency.New(time.Hour, 1000, 1<<30)
 	create, calls := counter()
 	var mu sync.Mutex
 	idsByKey := map[string]map[string]bool{}
@@ -136,7 +136,7 @@ func TestDoConcurrentManyKeys(t *testing.T) {
 }
 
 func TestMaxKeysEvictsOldest(t *testing.T) {
-	s := idem.New(time.Hour, 3, 1<<30)
+	s := idempotency.New(time.Hour, 3, 1<<30)
 	create, _ := counter()
 	do := func(key string) (string, bool) {
 		t.Helper()
@@ -173,7 +173,7 @@ func TestMaxKeysEvictsOldest(t *testing.T) {
 }
 
 func TestCreateErrorIsNotRemembered(t *testing.T) {
-	s := idem.New(time.Hour, 10, 1<<30)
+	s := idempotency.New(time.Hour, 10, 1<<30)
 	errFull := errors.New("queue is full")
 	fails := 0
 	id, seen, err := s.Do("k", func() (string, error) {

@@ -1,7 +1,7 @@
-// Package idem remembers Idempotency-Key headers for a bounded time, a
+// Package idempotency remembers Idempotency-Key headers for a bounded time, a
 // bounded number of keys and a bounded number of bytes, so a retried request
 // is answered with the result of the first instead of being performed twice.
-package idem
+package idempotency
 
 import (
 	"container/list"

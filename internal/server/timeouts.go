@@ -12,32 +12,28 @@ import (
 
 // ErrCut is the cause of a request context that the shutdown deadline
 // cancelled: the app server's BaseContext is cancelled with it just before
-// the server closes, and the instrument middleware labels such requests
-// code="cut" in lameduck_http_requests_total.
+// the server closes, and the instrument middleware counts such requests in
+// lameduck_http_requests_cut_total.
 var ErrCut = errors.New("cut by the shutdown deadline")
 
-// Clients bounds how long a client may take to send a request's body and to
-// take its response. The shutdown pulls the body bound in with Shorten, so
+// timeouts bounds how long a client may take to send a request's body and
+// to take its response. The shutdown pulls the body bound in (shorten), so
 // that a stalled upload is timed out (408) before the deadline instead of
-// being cut by it. (What the deadline cuts, the requests in flight, is
-// metrics.Metrics.Inflight, which the instrument middleware counts.) It is
-// safe for concurrent use.
-type Clients struct {
+// being cut by it. It is safe for concurrent use.
+type timeouts struct {
 	body, write time.Duration
-	epoch       time.Time // write deadlines are set from it on the monotonic clock alone (one clock read, not two)
 
 	mu      sync.Mutex
-	cutoff  time.Time // zero until Shorten: no body read may last past it
+	cutoff  time.Time // zero until shorten: no body read may last past it
 	reading map[*bodyReader]struct{}
 }
 
-// NewClients returns Clients with a body timeout and a write timeout.
-func NewClients(body, write time.Duration) *Clients {
-	return &Clients{body: body, write: write, epoch: time.Now(), reading: map[*bodyReader]struct{}{}}
+func newTimeouts(body, write time.Duration) *timeouts {
+	return &timeouts{body: body, write: write, reading: map[*bodyReader]struct{}{}}
 }
 
-// Shorten makes every body read, now and later, end by cutoff at the latest.
-func (c *Clients) Shorten(cutoff time.Time) {
+// shorten makes every body read, now and later, end by cutoff at the latest.
+func (c *timeouts) shorten(cutoff time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cutoff = cutoff
@@ -50,9 +46,8 @@ func (c *Clients) Shorten(cutoff time.Time) {
 }
 
 // bound is the middleware that applies c: a request's body must arrive
-// within the body timeout of its headers (or by the cutoff), and its
-// response must go out within the write timeout of its first byte.
-func (c *Clients) bound(next http.Handler) http.Handler {
+// within the body timeout of its headers (or by the cutoff).
+func (c *timeouts) bound(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c.body > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			b := &bodyReader{ReadCloser: r.Body, c: c, rc: http.NewResponseController(w)}
@@ -65,20 +60,15 @@ func (c *Clients) bound(next http.Handler) http.Handler {
 }
 
 // setWriteDeadline bounds the sending of a response whose headers go out
-// now; a zero write timeout bounds nothing.
-func (c *Clients) setWriteDeadline(w http.ResponseWriter) {
-	if c == nil || c.write <= 0 {
-		return
+// now (http.Server's WriteTimeout would also count the handler's time); a
+// zero write timeout bounds nothing.
+func (c *timeouts) setWriteDeadline(w http.ResponseWriter) {
+	if c.write > 0 {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(c.write))
 	}
-	t := c.epoch.Add(time.Since(c.epoch) + c.write)
-	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok { // net/http's own writers: no walk through Unwrap
-		_ = d.SetWriteDeadline(t)
-		return
-	}
-	_ = http.NewResponseController(w).SetWriteDeadline(t)
 }
 
-func (c *Clients) startBody(b *bodyReader) {
+func (c *timeouts) startBody(b *bodyReader) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b.deadline = time.Now().Add(c.body)
@@ -92,7 +82,7 @@ func (c *Clients) startBody(b *bodyReader) {
 // endBody stops bounding b's reads: the body is read, or the handler is done.
 // A body the handler left unread keeps its deadline, which bounds how long
 // net/http then spends discarding it.
-func (c *Clients) endBody(b *bodyReader) {
+func (c *timeouts) endBody(b *bodyReader) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.reading[b]; !ok {
@@ -110,7 +100,7 @@ func (c *Clients) endBody(b *bodyReader) {
 // bodyReader is a request body under a read deadline.
 type bodyReader struct {
 	io.ReadCloser
-	c        *Clients
+	c        *timeouts
 	rc       *http.ResponseController
 	deadline time.Time // guarded by c.mu
 	eof      bool      // guarded by c.mu

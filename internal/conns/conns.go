@@ -1,0 +1,346 @@
+// Package conns owns the app listener's connections: how many may be open at
+// once, what each one is doing, which ones yield to a newcomer when the cap
+// is near, and whether any still carries a request, which the shutdown waits
+// for. One record per connection serves all four, and the metrics.
+//
+// When a connection arrives and the open ones reach the reserve (the last
+// 1/16 of LAMEDUCK_MAX_CONNS), the connections doing nothing longest yield:
+// keep-alive connections idle between requests (HTTP/2: with no open
+// stream), and connections that have not delivered a complete header block
+// within HeaderShare. This follows nginx, which closes up to 32 of the
+// longest-idle keep-alive connections when its free connections run low.
+// A connection serving a request is never reclaimed: only when every slot
+// carries one is a newcomer refused, at once.
+package conns
+
+import (
+	"cmp"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// HeaderShare is how long a connection may take to deliver a complete
+// header block (its first request's, or the next one's once it began
+// sending it) before, under pressure, it counts as reclaimable.
+// LAMEDUCK_READ_HEADER_TIMEOUT bounds it in any case.
+const HeaderShare = time.Second
+
+// reclaimBatch is the most connections one newcomer reclaims at once
+// (nginx: 32): it leaves room for the next newcomers without a scan each.
+const reclaimBatch = 32
+
+// slotWait bounds how long a newcomer at the cap waits for the connections
+// it reclaimed to close (each closes as soon as its goroutine sees its read
+// fail: microseconds on an idle machine).
+const slotWait = 100 * time.Millisecond
+
+// reclaimAgain is how long after its read was failed a connection still
+// open is taken for one whose deadline net/http moved at that moment.
+const reclaimAgain = 50 * time.Millisecond
+
+// newConnIdle is how long a connection still receiving its request keeps
+// the shutdown waiting for it (http.Server.Shutdown waits 5 s for a new one).
+const newConnIdle = 5 * time.Second
+
+// Reasons a connection is reclaimed, the reason label of
+// lameduck_http_connections_reclaimed_total.
+const (
+	ReasonIdle   = "idle"   // keep-alive, between requests
+	ReasonHeader = "header" // no complete header block within HeaderShare
+)
+
+// What a connection is doing.
+const (
+	stateNew       int32 = iota // accepted, nothing read yet
+	stateIdle                   // between requests (HTTP/2: no open stream)
+	stateReading                // its next request's first bytes are in, its header block is not
+	stateActive                 // serving a request (HTTP/2: a stream)
+	stateReclaimed              // its read was failed to make room; it closes
+)
+
+// Tracker is the one record of the app connections. The zero value is not
+// usable; make one with New. It is safe for concurrent use.
+type Tracker struct {
+	max, reserve int
+	epoch        time.Time // since counts from it, on the monotonic clock
+	refused      prometheus.Counter
+	reclaimed    *prometheus.CounterVec
+
+	mu    sync.Mutex
+	conns map[net.Conn]*conn // open, from Accept until net/http reports them closed
+	peak  int
+	freed chan struct{} // signalled when one closes, for a newcomer waiting for a slot
+}
+
+// New returns a Tracker that lets at most max connections be open at once,
+// and registers its metrics with reg.
+func New(max int, reg prometheus.Registerer) *Tracker {
+	t := &Tracker{
+		max: max, reserve: max / 16, epoch: time.Now(),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lameduck_http_connections_refused_total",
+			Help: "App connections closed as soon as accepted: LAMEDUCK_MAX_CONNS were open, each serving a request.",
+		}),
+		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lameduck_http_connections_reclaimed_total",
+			Help: "App connections closed to make room for a newcomer, by reason: idle (between requests) or header (no complete header block within 1s).",
+		}, []string{"reason"}),
+		conns: map[net.Conn]*conn{},
+		freed: make(chan struct{}, 1),
+	}
+	t.reclaimed.WithLabelValues(ReasonIdle)
+	t.reclaimed.WithLabelValues(ReasonHeader)
+	reg.MustRegister(t.refused, t.reclaimed, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lameduck_http_connections", Help: "App connections open now (at most LAMEDUCK_MAX_CONNS).",
+	}, func() float64 { return float64(t.Open()) }))
+	return t
+}
+
+// Listener returns ln with the cap applied to its Accept. Closing it makes
+// Accept return http.ErrServerClosed, so that http.Server.Serve returns it,
+// as after a Shutdown.
+func (t *Tracker) Listener(ln net.Listener) net.Listener { return &listener{Listener: ln, t: t} }
+
+// Hook is the http.Server ConnState callback: net/http tells it when a
+// connection starts and ends serving a request (HTTP/2: when its first
+// stream opens and its last one closes), and when it closes.
+func (t *Tracker) Hook(nc net.Conn, s http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.conns[nc]
+	if c == nil {
+		return
+	}
+	switch s {
+	case http.StateActive:
+		c.state.Store(stateActive)
+	case http.StateIdle:
+		c.since.Store(t.now())
+		c.state.Store(stateIdle)
+	case http.StateClosed, http.StateHijacked:
+		delete(t.conns, nc)
+		select {
+		case t.freed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Open returns the number of connections open now.
+func (t *Tracker) Open() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+// Peak returns the most connections that were open at once.
+func (t *Tracker) Peak() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.peak
+}
+
+// Busy returns the number of connections that serve a request, or are
+// receiving one (for at most 5 s since their first byte, or since they were
+// accepted): what the shutdown waits for before it closes the rest.
+func (t *Tracker) Busy() int {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, c := range t.conns {
+		switch c.state.Load() {
+		case stateActive:
+			n++
+		case stateNew, stateReading:
+			if time.Duration(now-c.since.Load()) < newConnIdle {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Refused and Reclaimed return the totals of the counters, for the exit's account.
+func (t *Tracker) Refused() float64 { return value(t.refused) }
+
+// Reclaimed returns how many connections were reclaimed, by reason.
+func (t *Tracker) Reclaimed() map[string]float64 {
+	return map[string]float64{
+		ReasonIdle:   value(t.reclaimed.WithLabelValues(ReasonIdle)),
+		ReasonHeader: value(t.reclaimed.WithLabelValues(ReasonHeader)),
+	}
+}
+
+// admit returns nc as a tracked connection, or nil when every slot serves a
+// request and nc was closed. At the reserve it reclaims the connections
+// doing nothing longest; at the cap it waits, at most slotWait, for those it
+// reclaimed to close.
+func (t *Tracker) admit(nc net.Conn) *conn {
+	deadline := time.Now().Add(slotWait)
+	t.mu.Lock()
+	for len(t.conns) >= t.max-t.reserve {
+		closing := t.reclaim()
+		if len(t.conns) < t.max {
+			break
+		}
+		wait := time.Until(deadline)
+		if closing == 0 || wait <= 0 {
+			t.mu.Unlock()
+			t.refused.Inc()
+			_ = nc.Close()
+			return nil
+		}
+		t.mu.Unlock()
+		timer := time.NewTimer(wait)
+		select {
+		case <-t.freed:
+		case <-timer.C:
+		}
+		timer.Stop()
+		t.mu.Lock()
+	}
+	c := &conn{Conn: nc, t: t}
+	c.since.Store(t.now())
+	t.conns[c] = c // keyed by what net/http hands Hook: c itself
+	t.peak = max(t.peak, len(t.conns))
+	t.mu.Unlock()
+	return c
+}
+
+// reclaim fails the reads of up to reclaimBatch connections doing nothing,
+// longest first, and returns how many are closing (those already told to,
+// and these). t.mu is held.
+func (t *Tracker) reclaim() (closing int) {
+	type candidate struct {
+		c      *conn
+		state  int32
+		since  int64
+		reason string
+	}
+	now := t.now()
+	var cands []candidate
+	for _, c := range t.conns {
+		switch s, since := c.state.Load(), c.since.Load(); s {
+		case stateReclaimed:
+			if time.Duration(now-since) < reclaimAgain {
+				closing++
+				break
+			}
+			// Still open: net/http moved its read deadline just after ours
+			// (it had just gone idle). Fail its read again.
+			cands = append(cands, candidate{c, s, since, ""})
+		case stateIdle:
+			cands = append(cands, candidate{c, s, since, ReasonIdle})
+		case stateNew, stateReading:
+			if time.Duration(now-since) >= HeaderShare {
+				cands = append(cands, candidate{c, s, since, ReasonHeader})
+			}
+		}
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(a.since, b.since) })
+	for _, k := range cands[:min(len(cands), reclaimBatch)] {
+		if !k.c.state.CompareAndSwap(k.state, stateReclaimed) {
+			continue // it started a request meanwhile
+		}
+		// A read deadline in the past fails the read net/http is blocked in
+		// (waiting for the next request, or for the rest of a header block)
+		// as a timeout, after which it closes the connection quietly, as
+		// when its own idle or header timeout fires. A request whose header
+		// block was complete by then is served: the deadline only bounds
+		// reads, and its body, if any, is not read (408, no job taken).
+		k.c.since.Store(now)
+		_ = k.c.Conn.SetReadDeadline(time.Unix(1, 0))
+		if k.reason != "" {
+			t.reclaimed.WithLabelValues(k.reason).Inc()
+		}
+		closing++
+	}
+	return closing
+}
+
+func (t *Tracker) now() int64 { return int64(time.Since(t.epoch)) }
+
+// listener applies the cap to Accept.
+type listener struct {
+	net.Listener
+	t      *Tracker
+	closed atomic.Bool
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			if l.closed.Load() {
+				return nil, http.ErrServerClosed
+			}
+			return nil, err
+		}
+		if c := l.t.admit(nc); c != nil {
+			return c, nil
+		}
+	}
+}
+
+func (l *listener) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
+}
+
+// conn is one app connection's record. It notices the first bytes of a
+// request on an idle connection, which the ConnState hook cannot see: such a
+// connection is receiving a request, not idle.
+type conn struct {
+	net.Conn
+	state atomic.Int32
+	since atomic.Int64 // when it was accepted, went idle, or began its next request (Tracker.now)
+	h2    atomic.Bool  // it began with the HTTP/2 preface
+	t     *Tracker
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		switch c.state.Load() {
+		case stateNew:
+			// On HTTP/2 only a stream makes a connection busy: the
+			// frames between streams (PING, WINDOW_UPDATE) do not.
+			if string(p[:min(n, len(h2Preface))]) == h2Preface[:min(n, len(h2Preface))] {
+				c.h2.Store(true)
+			}
+			c.state.CompareAndSwap(stateNew, stateReading) // its share counts from acceptance
+		case stateIdle:
+			if !c.h2.Load() && c.state.CompareAndSwap(stateIdle, stateReading) {
+				c.since.Store(c.t.now())
+			}
+		}
+	}
+	return n, err
+}
+
+const h2Preface = "PRI * HTTP/2.0"
+
+// CloseWrite keeps net/http's half-close before it closes a connection,
+// which lets the client read a final 408 or 431 instead of a reset.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func value(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
