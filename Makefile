@@ -43,7 +43,7 @@ bin/staticcheck bin/govulncheck: $(TOOLING)/go.mod
 
 # --- fuzzing and known vulnerabilities -----------------------------------------------
 FUZZTIME ?= 30s
-FUZZ_TARGETS := internal/config:FuzzLoad internal/idem:FuzzStore internal/server:FuzzHelloQuery \
+FUZZ_TARGETS := internal/config:FuzzLoad internal/idempotency:FuzzStore internal/server:FuzzHelloQuery \
   internal/server:FuzzIdempotencyKey
 .PHONY: fuzz vuln vulndb
 

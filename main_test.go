@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lameduck/lameduck/internal/binproc"
+	"github.com/lameduck/lameduck/internal/child"
 )
 
 // binary is the lameduck binary built once by TestMain.
@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary, err = binproc.Build(context.Background(), dir, "-race")
+	binary, err = child.Build(context.Background(), dir, "-race")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -54,10 +54,10 @@ func skipShort(t *testing.T) {
 	}
 }
 
-// proc is a running lameduck binary (binproc, shared with the rehearsal and
+// proc is a running lameduck binary (child, shared with the rehearsal and
 // the benchmarks) whose waits fail the test.
 type proc struct {
-	*binproc.Process
+	*child.Process
 	t          *testing.T
 	app, admin string // bound addresses, from the "serving" record
 }
@@ -75,7 +75,7 @@ func startBinary(t *testing.T, env ...string) *proc {
 // startRaw runs lameduck with env without waiting for it to serve.
 func startRaw(t *testing.T, env ...string) *proc {
 	t.Helper()
-	bp, err := binproc.Launch(binary, binproc.Config{Env: env})
+	bp, err := child.Launch(binary, child.Config{Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +435,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := binproc.Until(ctx, 5*time.Millisecond, cond); err != nil {
+	if err := child.Until(ctx, 5*time.Millisecond, cond); err != nil {
 		t.Fatalf("timed out after %s waiting for %s", timeout, what)
 	}
 }

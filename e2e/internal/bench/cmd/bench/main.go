@@ -20,7 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/lameduck/lameduck/internal/binproc"
+	"github.com/lameduck/lameduck/internal/child"
 	"io"
 	"os"
 	"os/exec"
@@ -200,7 +200,7 @@ type binaries struct {
 // -trimpath, ldflags), and the plain server (of this, the tooling module) the
 // same way.
 func build(ctx context.Context, dir, ldflags string) (binaries, error) {
-	root, err := binproc.ModuleDir(ctx)
+	root, err := child.ModuleDir(ctx)
 	if err != nil {
 		return binaries{}, err
 	}

@@ -14,13 +14,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lameduck/lameduck/internal/binproc"
+	"github.com/lameduck/lameduck/internal/child"
 )
 
 // proc is one running server (lameduck or plain) started by the harness,
-// through binproc, which the whole-binary tests and the rehearsal share.
+// through child, which the whole-binary tests and the rehearsal share.
 type proc struct {
-	*binproc.Process
+	*child.Process
 	name      string
 	started   time.Time // just before the fork
 	httpAddr  string    // from the "serving" record
@@ -34,11 +34,11 @@ type proc struct {
 func startProc(ctx context.Context, name, binary string, args, env []string, onLine func([]byte)) (*proc, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cfg := binproc.Config{Name: name, Args: args, Env: env, OnLine: onLine}
+	cfg := child.Config{Name: name, Args: args, Env: env, OnLine: onLine}
 	if onLine != nil {
-		cfg.Keep = func(binproc.Record) bool { return false }
+		cfg.Keep = func(child.Record) bool { return false }
 	}
-	bp, err := binproc.Start(ctx, binary, cfg)
+	bp, err := child.Start(ctx, binary, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ import (
 	"time"
 
 	"github.com/lameduck/lameduck/e2e/internal/bench/procfs"
-	"github.com/lameduck/lameduck/internal/binproc"
+	"github.com/lameduck/lameduck/internal/child"
 )
 
 type options struct {
@@ -85,7 +85,7 @@ func run(o options) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		if o.binary, err = binproc.Build(context.Background(), dir, "-trimpath", "-ldflags", "-s -w"); err != nil {
+		if o.binary, err = child.Build(context.Background(), dir, "-trimpath", "-ldflags", "-s -w"); err != nil {
 			return fmt.Errorf("build: %w", err)
 		}
 	}
@@ -115,18 +115,18 @@ func run(o options) error {
 }
 
 // start runs the binary with GOMEMLIMIT and -env on loopback.
-func (o options) start() (*binproc.Process, error) {
+func (o options) start() (*child.Process, error) {
 	env := []string{"GOMEMLIMIT=" + o.gomemlimit}
 	if o.env != "" {
 		env = append(env, strings.Split(o.env, ",")...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return binproc.Start(ctx, o.binary, binproc.Config{Env: env, Keep: func(binproc.Record) bool { return false }})
+	return child.Start(ctx, o.binary, child.Config{Env: env, Keep: func(child.Record) bool { return false }})
 }
 
 // stop sends SIGTERM and returns the exit code (-1: no exit within a minute).
-func stop(srv *binproc.Process) int {
+func stop(srv *child.Process) int {
 	_ = srv.Terminate()
 	waitCtx, cancelWait := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancelWait()

@@ -1,4 +1,4 @@
-package binproc
+package child
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package binproc
+package child
 
 import "syscall"
 

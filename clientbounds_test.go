@@ -67,25 +67,26 @@ func waitOutRepeat() { time.Sleep(app.RepeatWindow + 50*time.Millisecond) }
 
 const hello = "GET /hello HTTP/1.1\r\nHost: lameduck\r\n\r\n"
 
-// TestConnectionCap: connections beyond LAMEDUCK_MAX_CONNS are closed at once
-// and counted; the admin listener is not limited; a freed slot serves again.
+// TestConnectionCap: with LAMEDUCK_MAX_CONNS connections each serving a
+// request, one more is closed at once and counted; the admin listener is
+// not limited; a freed slot serves again.
 func TestConnectionCap(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	p := startBinary(t, "LAMEDUCK_MAX_CONNS=3", "LAMEDUCK_PRESTOP_DELAY=0s")
 	var held []net.Conn
-	for i := range 3 {
-		c, r := rawConn(t, p.app)
-		send(t, c, hello)
-		if resp, err := answer(c, r, 5*time.Second); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("connection %d of 3: GET /hello = %v, %v; want 200", i+1, resp, err)
-		}
+	for range 3 {
+		c, _ := rawConn(t, p.app)
+		send(t, c, "GET /hello?delay=2s HTTP/1.1\r\nHost: lameduck\r\n\r\n")
 		held = append(held, c)
 	}
+	waitFor(t, 5*time.Second, "three requests in flight", func() bool {
+		return metric(t, "http://"+p.admin, "lameduck_http_inflight_requests") == 3
+	})
 	over, r := rawConn(t, p.app)
 	send(t, over, hello)
 	if resp, err := answer(over, r, 5*time.Second); err == nil {
-		t.Errorf("a 4th connection with LAMEDUCK_MAX_CONNS=3 was answered %d; want it closed unanswered", resp.StatusCode)
+		t.Errorf("a 4th connection with LAMEDUCK_MAX_CONNS=3 serving requests was answered %d; want it closed unanswered", resp.StatusCode)
 	}
 	if n := metric(t, "http://"+p.admin, "lameduck_http_connections_refused_total"); n < 1 {
 		t.Errorf("lameduck_http_connections_refused_total = %v; want at least 1", n)
@@ -217,7 +218,7 @@ func TestClientThatStopsReadingIsNotCut(t *testing.T) {
 		sent <- err
 	}()
 	answered := func() float64 {
-		return metric(t, "http://"+p.admin, `lameduck_http_requests_total{code="200"}`)
+		return metric(t, "http://"+p.admin, `lameduck_http_requests_total{code="200",route="/hello"}`)
 	}
 	// Stalled: the server has answered some, and no more for a second (a
 	// server starved of CPU pauses too, but not for that long; and if it

@@ -1,9 +1,9 @@
-// Package binproc builds the lameduck binary and runs it as a child process:
+// Package child builds the lameduck binary and runs it as a child process:
 // it reads the process's JSON log record by record, waits for records and for
 // the exit, and sends signals. The whole-binary tests, the rollout rehearsal
 // and the benchmarks all run lameduck through it, so there is one way to
 // start it, one way to wait on it and one place that owns its goroutine.
-package binproc
+package child
 
 import (
 	"bufio"
@@ -159,7 +159,7 @@ func (p *Process) read(stdout io.Reader) {
 		p.line(sc.Bytes())
 	}
 	if err := sc.Err(); err != nil { // a line over 1 MiB: keep draining, or the process blocks
-		fmt.Fprintf((*stderrWriter)(p), "binproc: reading stdout: %v\n", err)
+		fmt.Fprintf((*stderrWriter)(p), "child: reading stdout: %v\n", err)
 		_, _ = io.Copy(io.Discard, stdout)
 	}
 	_ = p.cmd.Wait() // also waits for the stderr copy; the exit code says how it went
