@@ -1,0 +1,192 @@
+package conns_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/lameduck/lameduck/internal/conns"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve runs an http.Server with t's cap on loopback; GET /slow waits
+// until release closes.
+func serve(t *testing.T, max int, release <-chan struct{}) (*conns.Tracker, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := conns.New(max, prometheus.NewRegistry())
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				<-release
+			}
+			_, _ = io.WriteString(w, "ok")
+		}),
+		ConnState:         tr.Hook,
+		ReadHeaderTimeout: time.Minute,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(tr.Listener(ln))
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return tr, ln.Addr().String()
+}
+
+type client struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+// dial opens a connection and, unless path is empty, sends GET path on it
+// (and, unless wait is false, reads the answer).
+func dial(t *testing.T, addr, path string, wait bool) client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	k := client{c, bufio.NewReader(c)}
+	if path != "" {
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if wait {
+			k.answer(t)
+		}
+	}
+	return k
+}
+
+func (k client) answer(t *testing.T) {
+	t.Helper()
+	_ = k.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		t.Fatalf("reading an answer: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("answer = %d; want 200", resp.StatusCode)
+	}
+}
+
+// closed reports whether the server closed k within d.
+func (k client) closed(d time.Duration) bool {
+	_ = k.c.SetReadDeadline(time.Now().Add(d))
+	_, err := k.r.ReadByte()
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false
+	}
+	return err != nil
+}
+
+// waitOpen waits until tr counts n connections open.
+func waitOpen(t *testing.T, tr *conns.Tracker, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for tr.Open() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("open connections = %d; want %d", tr.Open(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestLongestIdleYieldFirst: at the reserve, a newcomer reclaims the 32
+// connections idle longest, and no other.
+func TestLongestIdleYieldFirst(t *testing.T) {
+	const max = 48 // reserve 3: reclaiming starts at 45 open
+	tr, addr := serve(t, max, nil)
+	var idle []client
+	for range 45 {
+		idle = append(idle, dial(t, addr, "/", true))
+	}
+	waitOpen(t, tr, 45)
+	dial(t, addr, "/", true) // the newcomer, served
+	for i, k := range idle {
+		if got, want := k.closed(100*time.Millisecond), i < 32; got != want {
+			t.Errorf("idle connection %d of 45 closed %t; want %t (the 32 idle longest yield)", i+1, got, want)
+		}
+	}
+	if got := tr.Reclaimed()[conns.ReasonIdle]; got != 32 {
+		t.Errorf("reclaimed idle = %v; want 32", got)
+	}
+}
+
+// TestWhoYields: at the cap, which connections yield to a newcomer.
+func TestWhoYields(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		make    func(t *testing.T, addr string) client // the one connection besides the busy ones
+		settle  time.Duration                          // how long it exists before the newcomer
+		yields  bool
+		reason  string
+		refused bool // the newcomer is refused
+	}{
+		{"idle keep-alive", func(t *testing.T, addr string) client { return dial(t, addr, "/", true) }, 0, true, conns.ReasonIdle, false},
+		{"serving a request", func(t *testing.T, addr string) client { return dial(t, addr, "/slow", false) }, 100 * time.Millisecond, false, "", true},
+		{"silent within its share", func(t *testing.T, addr string) client { return dial(t, addr, "", false) }, 0, false, "", true},
+		{"silent past its share", func(t *testing.T, addr string) client { return dial(t, addr, "", false) }, conns.HeaderShare + 100*time.Millisecond, true, conns.ReasonHeader, false},
+		{"half a header past its share", func(t *testing.T, addr string) client {
+			k := dial(t, addr, "", false)
+			_, _ = io.WriteString(k.c, "GET / HTTP/1.1\r\nHost: x\r\n")
+			return k
+		}, conns.HeaderShare + 100*time.Millisecond, true, conns.ReasonHeader, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			tr, addr := serve(t, 3, release)
+			var busy []client
+			for range 2 {
+				busy = append(busy, dial(t, addr, "/slow", false))
+			}
+			k := tc.make(t, addr)
+			waitOpen(t, tr, 3)
+			time.Sleep(tc.settle)
+			start := time.Now()
+			newcomer := dial(t, addr, "/", false)
+			if tc.refused {
+				if !newcomer.closed(5 * time.Second) {
+					t.Fatalf("newcomer not closed with every slot busy")
+				}
+				if took := time.Since(start); took > time.Second {
+					t.Errorf("newcomer refused after %s; want at once", took)
+				}
+			} else {
+				newcomer.answer(t)
+			}
+			if got := k.closed(200 * time.Millisecond); got != tc.yields {
+				t.Errorf("the connection closed %t; want %t", got, tc.yields)
+			}
+			if tc.reason != "" {
+				if got := tr.Reclaimed()[tc.reason]; got != 1 {
+					t.Errorf("reclaimed %s = %v; want 1", tc.reason, got)
+				}
+			}
+			if got := tr.Refused(); (got > 0) != tc.refused {
+				t.Errorf("refused = %v; want refused %t", got, tc.refused)
+			}
+			close(release)
+			for _, b := range busy {
+				b.answer(t) // never cut to make room
+			}
+		})
+	}
+}
