@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/lameduck/lameduck/internal/app"
 	"github.com/lameduck/lameduck/internal/config"
@@ -63,8 +65,11 @@ func dumpOnQuit(quit <-chan os.Signal, w io.Writer) {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
 	fs := flag.NewFlagSet("lameduck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	check := fs.String("check", "", "GET this URL and exit: 0 on 200 OK, 1 otherwise")
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "Usage: lameduck (version %s, commit %s)\n\n", version, commit)
+		fmt.Fprintf(stdout, "  lameduck -check URL: GET URL within %s and exit 0 on 200 OK, 1 otherwise (the image has no\n"+
+			"  shell or curl: charts/lameduck's helm test runs this)\n\n", checkTimeout)
 		if err := config.Usage(stdout); err != nil {
 			fmt.Fprintln(stderr, "lameduck:", err)
 		}
@@ -78,6 +83,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "lameduck: unexpected arguments %q: configuration comes from LAMEDUCK_* variables (see -h)\n", fs.Args())
 		return exitUsage
+	}
+	if *check != "" {
+		return checkURL(ctx, *check, stdout, stderr)
 	}
 	cfg, err := config.Load()
 	if err != nil {
@@ -108,4 +116,32 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// checkTimeout bounds lameduck -check: connecting, sending, and reading the
+// response's headers.
+const checkTimeout = 5 * time.Second
+
+// checkURL is lameduck -check URL: one GET, 0 on 200 OK and 1 otherwise, with
+// a line on stdout or stderr saying which. It reads no configuration.
+func checkURL(ctx context.Context, url string, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "lameduck -check:", err)
+		return exitUsage
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "lameduck -check:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "lameduck -check: GET %s: %s\n", url, resp.Status)
+		return 1
+	}
+	fmt.Fprintf(stdout, "lameduck -check: GET %s: %s\n", url, resp.Status)
+	return exitOK
 }
