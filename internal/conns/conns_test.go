@@ -175,9 +175,9 @@ func TestWhoYields(t *testing.T) {
 			if got := k.closed(200 * time.Millisecond); got != tc.yields {
 				t.Errorf("the connection closed %t; want %t", got, tc.yields)
 			}
-			if tc.reason != "" {
-				if got := tr.Reclaimed()[tc.reason]; got != 1 {
-					t.Errorf("reclaimed %s = %v; want 1", tc.reason, got)
+			for reason, got := range tr.Reclaimed() {
+				if want := map[bool]float64{true: 1}[reason == tc.reason]; got != want {
+					t.Errorf("reclaimed %s = %v; want %v", reason, got, want)
 				}
 			}
 			if got := tr.Refused(); (got > 0) != tc.refused {
