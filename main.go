@@ -93,6 +93,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 		return exitUsage
 	}
 	logger := newLogger(cfg, stdout)
+	for _, note := range cfg.Derived() {
+		logger.Info("configuration derived", "note", note)
+	}
 	err = app.Run(ctx, cfg, logger, signals, health.BuildInfo{Version: version, Commit: commit})
 	switch {
 	case err == nil:
@@ -109,13 +112,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 	}
 }
 
+// newLogger logs to w at the configured level: as text when
+// LAMEDUCK_LOG_FORMAT is text, or auto and w is a terminal (a person reads
+// it); as JSON lines otherwise (a log collector reads them).
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	level, _ := cfg.Level() // validated by config.Load
 	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "text" {
+	if cfg.LogFormat == "text" || cfg.LogFormat == "auto" && isTerminal(w) {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// isTerminal reports whether w is a file that is a character device, as a
+// terminal is (so is /dev/null, where the format does not matter).
+// golang.org/x/term would ask the terminal itself, but is not a dependency.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // checkTimeout bounds lameduck -check: connecting, sending, and reading the

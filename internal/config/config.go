@@ -6,15 +6,11 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 )
 
 // Prefix is the prefix of every environment variable lameduck reads.
@@ -46,68 +42,108 @@ var ErrInvalid = errors.New("invalid configuration")
 // Config is lameduck's whole configuration. Fields carry split_words and no
 // explicit envconfig tag on purpose: an explicit tag makes envconfig fall back
 // to the unprefixed name (WORKERS, PORT...), which must never be read.
+//
+// The fields are declared in the groups `lameduck -h` prints them in (see
+// usage.go): the shutdown budget, requests, jobs, logging, listeners.
+//
+// A Config that Load returns remembers which values it derived (Derived), so
+// two Configs with the same values compare equal only if they were derived
+// alike; compare the fields when that matters.
 type Config struct {
-	HTTPAddr  string `split_words:"true" default:":8080" desc:"address of the app listener (/hello, /jobs)"`
-	AdminAddr string `split_words:"true" default:":8086" desc:"address of the admin listener (/live, /ready, /metrics, /version)"`
-
-	HelloDelay time.Duration `split_words:"true" default:"0s" desc:"default delay of GET /hello (override per request with ?delay=)"`
-	MaxDelay   time.Duration `split_words:"true" default:"4s" desc:"cap on ?delay=; with 1s spare it must fit in LAMEDUCK_SHUTDOWN_TIMEOUT"`
-	MaxWork    time.Duration `split_words:"true" default:"1s" desc:"cap on ?work=; one such job must fit in LAMEDUCK_DRAIN_TIMEOUT"`
-	MaxBody    int64         `split_words:"true" default:"65536" desc:"largest POST /jobs body in bytes (larger is 413)"`
-
-	QueueSize   int           `split_words:"true" default:"1000" desc:"capacity of the in-memory job queue (full is 503)"`
-	Workers     int           `split_words:"true" default:"4" desc:"number of job workers"`
-	JobDuration time.Duration `split_words:"true" default:"50ms" desc:"simulated work per job (override per job with ?work=)"`
-
-	IdempotencyTTL     time.Duration `split_words:"true" default:"10m" desc:"how long an Idempotency-Key is remembered"`
-	IdempotencyMaxKeys int           `split_words:"true" default:"100000" desc:"most Idempotency-Keys remembered at once (oldest forgotten first)"`
-
-	// Bounds on what one client can hold; see limits.go and the README's memory budget.
-	IdempotencyMaxBytes int64         `split_words:"true" default:"4194304" desc:"most memory in bytes the remembered Idempotency-Keys take, bookkeeping included (oldest forgotten first)"`
-	MaxConns            int           `split_words:"true" default:"256" desc:"most app connections open at once; more are closed at once (the admin listener is not counted)"`
-	MaxRequests         int           `split_words:"true" default:"256" desc:"most app requests in handlers at once, over every connection (an HTTP/2 connection carries up to 16); more are answered 503 with Retry-After at once"`
-	MaxHeaderBytes      int           `split_words:"true" default:"8192" desc:"largest request header block in bytes (larger is 431)"`
-	ReadHeaderTimeout   time.Duration `split_words:"true" default:"5s" desc:"longest a client may take to send a request's headers"`
-	BodyTimeout         time.Duration `split_words:"true" default:"5s" desc:"longest a client may take to send a request's body once its headers are in (408 after)"`
-	WriteTimeout        time.Duration `split_words:"true" default:"3s" desc:"longest a response may take to go out once written (a client that stops reading is closed)"`
-	IdleTimeout         time.Duration `split_words:"true" default:"2m" desc:"how long an idle keep-alive connection stays open"`
-
 	PrestopDelay    time.Duration `split_words:"true" default:"5s" desc:"after SIGTERM: keep serving (readiness failing, keep-alives off) this long"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"then: longest wait for in-flight requests (http.Server.Shutdown)"`
 	DrainTimeout    time.Duration `split_words:"true" default:"5s" desc:"then: longest wait for queued jobs to be processed"`
-	GracePeriod     time.Duration `split_words:"true" default:"30s" desc:"the pod's terminationGracePeriodSeconds; the three above + 1s must fit in it"`
+	GracePeriod     time.Duration `split_words:"true" default:"30s" desc:"the pod's terminationGracePeriodSeconds; never derived: set it to match the pod"`
 
-	LogFormat string `split_words:"true" default:"json" desc:"log format: json or text"`
-	LogLevel  string `split_words:"true" default:"info" desc:"log level: debug, info, warn or error"`
+	HelloDelay time.Duration `split_words:"true" default:"0s" desc:"default delay of GET /hello (override per request with ?delay=)"`
+	MaxDelay   time.Duration `split_words:"true" default:"4s" desc:"cap on ?delay= (larger is 400)"`
+
+	// Bounds on what one client can hold; see limits.go and the README's memory budget.
+	MaxConns          int           `split_words:"true" default:"256" desc:"most app connections open at once; more are closed at once (the admin listener is not counted)"`
+	MaxRequests       int           `split_words:"true" default:"256" desc:"most app requests in handlers at once, over every connection (an HTTP/2 connection carries up to 16); more are answered 503 with Retry-After at once"`
+	MaxHeaderBytes    int           `split_words:"true" default:"8192" desc:"largest request header block in bytes (larger is 431)"`
+	ReadHeaderTimeout time.Duration `split_words:"true" default:"5s" desc:"longest a client may take to send a request's headers"`
+	BodyTimeout       time.Duration `split_words:"true" default:"5s" desc:"longest a client may take to send a request's body once its headers are in (408 after)"`
+	WriteTimeout      time.Duration `split_words:"true" default:"3s" desc:"longest a response may take to go out once written (a client that stops reading is closed)"`
+	IdleTimeout       time.Duration `split_words:"true" default:"2m" desc:"how long an idle keep-alive connection stays open"`
+
+	MaxBody     int64         `split_words:"true" default:"65536" desc:"largest POST /jobs body in bytes (larger is 413)"`
+	QueueSize   int           `split_words:"true" default:"1000" desc:"capacity of the in-memory job queue (full is 503)"`
+	Workers     int           `split_words:"true" default:"4" desc:"number of job workers"`
+	JobDuration time.Duration `split_words:"true" default:"50ms" desc:"simulated work per job (override per job with ?work=)"`
+	MaxWork     time.Duration `split_words:"true" default:"1s" desc:"cap on ?work= (larger is 400)"`
+
+	IdempotencyTTL      time.Duration `split_words:"true" default:"10m" desc:"how long an Idempotency-Key is remembered"`
+	IdempotencyMaxKeys  int           `split_words:"true" default:"100000" desc:"most Idempotency-Keys remembered at once (oldest forgotten first)"`
+	IdempotencyMaxBytes int64         `split_words:"true" default:"4194304" desc:"most memory in bytes the remembered Idempotency-Keys take, bookkeeping included (oldest forgotten first)"`
+
+	LogFormat string `split_words:"true" default:"auto" desc:"json, text, or auto: text when standard output is a terminal, JSON otherwise"`
+	LogLevel  string `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+
+	HTTPAddr  string `split_words:"true" default:":8080" desc:"address of the app listener (/hello, /jobs)"`
+	AdminAddr string `split_words:"true" default:":8086" desc:"address of the admin listener (/live, /ready, /metrics, /version)"`
+
+	// derived holds the notes Derived returns, one a line: a string keeps
+	// Config comparable.
+	derived string
 }
 
-// Load reads the configuration from the environment and validates it. Every
+// Load reads the configuration from the environment, derives the limits
+// left unset from the values that are set, and validates the result. Every
 // error it returns wraps ErrInvalid and names every variable at fault.
 //
+// A variable counts as set when it is in the environment (os.LookupEnv),
+// whatever its value; envconfig alone cannot tell a default from the same
+// value set on purpose. A value left unset that does not fit the values set
+// bends to them (see derive.go; Derived says what moved and why); only a
+// conflict between values set on purpose is refused, and its message names
+// which values were set and which defaulted, and gives a fix that works.
+// LAMEDUCK_GRACE_PERIOD is never derived: it must match the pod's.
+//
 // Unknown LAMEDUCK_ variables (a typo), values their type cannot parse (an
-// integer is decimal: "010" is refused, never read as octal 8) and values out
-// of range are reported together. Load reads and, for a moment, changes the
-// process environment (see processWithout): call it at start-up, before
-// anything else reads the environment.
+// integer is decimal: "010" is refused, never read as octal 8), values out
+// of range and conflicts are reported together. Load reads and, for a
+// moment, changes the process environment (see processWithout): call it at
+// start-up, before anything else reads the environment.
 func Load() (Config, error) {
-	errs := unknownVariables()   // envconfig ignores them
-	syntax, bad := checkSyntax() // envconfig would stop at the first
+	vars := variableList()
+	errs := unknownVariables(vars) // envconfig ignores them
+	syntax, bad := checkSyntax(vars)
 	errs = append(errs, syntax...)
 	var c Config
 	if err := processWithout(bad, &c); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	// Range errors of the variables that parsed; a rule that involves a
-	// variable that did not parse would only report its default.
-	for _, err := range problems(c.Validate()) {
-		if !mentionsAny(err, bad) {
-			errs = append(errs, err)
+	set, unparsed := map[string]bool{}, map[string]bool{}
+	for _, v := range vars {
+		if _, ok := os.LookupEnv(v.key); ok {
+			set[v.key] = true
 		}
+	}
+	for _, k := range bad {
+		unparsed[k] = true // its default stands in; no rule involving it is reported
+	}
+	s := settle(c, set, unparsed)
+	for _, p := range s.problems {
+		errs = append(errs, errors.New(s.explain(p, true)))
 	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
+	c = s.c
+	c.derived = strings.Join(s.notes(), "\n")
 	return c, nil
+}
+
+// Derived lists the values Load derived, one sentence each, in the order it
+// derived them: "LAMEDUCK_MAX_DELAY=1s (default 4s) derived from
+// LAMEDUCK_SHUTDOWN_TIMEOUT=2s (set): ...". It is empty when every value is
+// as set or as its default, and for a Config that Load did not return.
+func (c Config) Derived() []string {
+	if c.derived == "" {
+		return nil
+	}
+	return strings.Split(c.derived, "\n")
 }
 
 // Limits that keep a typo from exhausting memory or overflowing the budget.
@@ -122,15 +158,15 @@ const (
 // checkSyntax reports every LAMEDUCK_ variable set to a value its type
 // cannot parse, and returns their names. The variables and their types come
 // from envconfig itself, so they cannot drift from Config.
-func checkSyntax() (errs []error, bad []string) {
-	for key, typ := range variables() {
-		v, ok := os.LookupEnv(key)
+func checkSyntax(vars []variable) (errs []error, bad []string) {
+	for _, v := range vars {
+		value, ok := os.LookupEnv(v.key)
 		if !ok {
 			continue
 		}
-		if err := checkValue(typ, v); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
-			bad = append(bad, key)
+		if err := checkValue(v.typ, value); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", v.key, err))
+			bad = append(bad, v.key)
 		}
 	}
 	return errs, bad
@@ -156,20 +192,39 @@ func checkValue(typ, v string) error {
 	return nil
 }
 
-// Validate reports every problem in c at once, each naming its variable.
+// Validate reports every problem in c at once, each naming its variable, and
+// for each conflict between values a fix. It treats every value as set on
+// purpose: a literal says nothing of defaults, so nothing is derived.
 func (c Config) Validate() error {
+	all := map[string]bool{}
+	for _, v := range variableList() {
+		all[v.key] = true
+	}
+	s := settle(c, all, nil)
 	var errs []error
+	for _, p := range s.problems {
+		errs = append(errs, errors.New(s.explain(p, false)))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+}
+
+// rangeProblems reports every value that is wrong on its own, whatever the
+// others are: out of range, empty, unknown. A variable with such a problem
+// takes no part in derivation or in the conflicts between values.
+func (c Config) rangeProblems() []problem {
+	var ps []problem
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, field, fmt.Sprintf(format, args...)))
+		key := Prefix + "_" + field
+		ps = append(ps, problem{rule: "range:" + key, vars: []string{key}, msg: key + ": " + fmt.Sprintf(format, args...)})
 	}
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR", "must not be empty")
 	}
 	if c.AdminAddr == "" {
 		bad("ADMIN_ADDR", "must not be empty")
-	}
-	if c.HTTPAddr != "" && c.HTTPAddr == c.AdminAddr && !strings.HasSuffix(c.HTTPAddr, ":0") {
-		bad("ADMIN_ADDR", "must differ from LAMEDUCK_HTTP_ADDR (%q)", c.HTTPAddr)
 	}
 	durations := []struct {
 		name string
@@ -187,29 +242,6 @@ func (c Config) Validate() error {
 			bad(d.name, "must be at most %s, got %s", maxDuration, d.d)
 		}
 	}
-	if c.HelloDelay > c.MaxDelay {
-		bad("HELLO_DELAY", "%s exceeds LAMEDUCK_MAX_DELAY (%s)", c.HelloDelay, c.MaxDelay)
-	}
-	if c.JobDuration > c.MaxWork {
-		bad("JOB_DURATION", "%s exceeds LAMEDUCK_MAX_WORK (%s)", c.JobDuration, c.MaxWork)
-	}
-	// No request may be admitted that the shutdown budget cannot finish.
-	if c.MaxDelay+RequestSpare > c.ShutdownTimeout && c.ShutdownTimeout > 0 {
-		bad("MAX_DELAY", "%s does not fit LAMEDUCK_SHUTDOWN_TIMEOUT (%s): a request started as the preStop delay ends must finish within it with %s spare; lower LAMEDUCK_MAX_DELAY to at most %s or raise LAMEDUCK_SHUTDOWN_TIMEOUT",
-			c.MaxDelay, c.ShutdownTimeout, RequestSpare, max(0, c.ShutdownTimeout-RequestSpare))
-	}
-	if c.DrainTimeout >= 0 {
-		budget := c.DrainBudget()
-		fits := func(work time.Duration) bool { return budget > 0 && work+JobAllowance <= budget }
-		if !fits(c.JobDuration) {
-			bad("JOB_DURATION", "%s does not fit LAMEDUCK_DRAIN_TIMEOUT (%s): one job (+%s allowance) must finish within the drain budget, 95%% of it, %s",
-				c.JobDuration, c.DrainTimeout, JobAllowance, budget)
-		}
-		if !fits(c.MaxWork) {
-			bad("MAX_WORK", "%s does not fit LAMEDUCK_DRAIN_TIMEOUT (%s): the longest allowed job (+%s allowance) must finish within the drain budget, 95%% of it, %s",
-				c.MaxWork, c.DrainTimeout, JobAllowance, budget)
-		}
-	}
 	counts := []struct {
 		name     string
 		n, limit int64
@@ -222,24 +254,37 @@ func (c Config) Validate() error {
 			bad(n.name, "must be between 1 and %d, got %d", n.limit, n.n)
 		}
 	}
-	if c.ShutdownTimeout == 0 {
+	switch {
+	case c.ShutdownTimeout == 0:
 		bad("SHUTDOWN_TIMEOUT", "must be positive: in-flight requests need time to finish")
+	case c.ShutdownTimeout > 0 && c.ShutdownTimeout < RequestSpare:
+		bad("SHUTDOWN_TIMEOUT", "%s is shorter than the %s every request gets to be answered after the preStop delay (even with LAMEDUCK_MAX_DELAY=0s); make it at least %s",
+			c.ShutdownTimeout, RequestSpare, RequestSpare)
 	}
-	if need := c.Budget() + GraceSpare; need > c.GracePeriod {
-		bad("GRACE_PERIOD", "%s is too short: LAMEDUCK_PRESTOP_DELAY (%s) + LAMEDUCK_SHUTDOWN_TIMEOUT (%s) + LAMEDUCK_DRAIN_TIMEOUT (%s) + %s spare = %s; the kubelet would SIGKILL work in progress",
-			c.GracePeriod, c.PrestopDelay, c.ShutdownTimeout, c.DrainTimeout, GraceSpare, need)
+	if c.DrainTimeout > 0 && c.DrainBudget() < JobAllowance {
+		bad("DRAIN_TIMEOUT", "%s cannot finish even one job: its budget, 95%% of it, must hold the %s every job counts beyond its work; make it at least %s",
+			c.DrainTimeout, JobAllowance, leastDrainTimeout())
 	}
 	if _, err := c.Level(); err != nil {
 		bad("LOG_LEVEL", "%v", err)
 	}
 	c.validateLimits(bad)
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		bad("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
+	switch c.LogFormat {
+	case "json", "text", "auto":
+	default:
+		bad("LOG_FORMAT", "must be json or text (or auto: text on a terminal, JSON otherwise), got %q", c.LogFormat)
 	}
-	if len(errs) == 0 {
-		return nil
+	return ps
+}
+
+// leastDrainTimeout is the shortest LAMEDUCK_DRAIN_TIMEOUT, in whole
+// milliseconds, whose budget holds one job of ?work=0s.
+func leastDrainTimeout() time.Duration {
+	d := time.Millisecond
+	for (Config{DrainTimeout: d}).DrainBudget() < JobAllowance {
+		d += time.Millisecond
 	}
-	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	return d
 }
 
 // DrainBudget is the time admission lets accepted work take: every job
@@ -282,16 +327,4 @@ func (c Config) Level() (slog.Level, error) {
 		return 0, fmt.Errorf("unknown level %q (want debug, info, warn or error)", c.LogLevel)
 	}
 	return l, nil
-}
-
-// Usage writes every variable with its type, default and meaning to w.
-func Usage(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 1, 0, 4, ' ', 0)
-	if err := envconfig.Usagef(Prefix, &Config{}, tw, envconfig.DefaultTableFormat); err != nil {
-		return fmt.Errorf("print usage: %w", err)
-	}
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("print usage: %w", err)
-	}
-	return nil
 }

@@ -4,13 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 )
 
 // Bounds that keep a typo in the client limits from exhausting memory.
@@ -95,90 +91,4 @@ func checkListenAddr(addr string) error {
 		}
 	}
 	return nil
-}
-
-// variables returns every variable lameduck reads, with its type as
-// envconfig describes it ("Duration", "Integer", "String"). The template
-// calls envconfig's functions rather than reflect's methods: a method called
-// through reflect (such as {{.Field.Type}}) makes reflect build a table of
-// every type in the binary, some 300 KB that stays live for the process's
-// life and that every garbage collection marks again.
-func variables() map[string]string {
-	var list strings.Builder
-	tmpl := "{{range .}}{{usage_key .}}\t{{usage_type .}}\n{{end}}"
-	if err := envconfig.Usagef(Prefix, &Config{}, &list, tmpl); err != nil {
-		panic(fmt.Sprintf("config: list variables: %v", err)) // Config's tags are fixed at compile time
-	}
-	vars := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(list.String()), "\n") {
-		key, typ, _ := strings.Cut(line, "\t")
-		vars[key] = typ
-	}
-	return vars
-}
-
-// serviceLinkSuffixes are the variables Kubernetes injects for a Service
-// named lameduck when enableServiceLinks is on.
-var serviceLinkSuffixes = []string{"_PORT", "_SERVICE_HOST", "_SERVICE_PORT"}
-
-// unknownVariables reports every variable whose name starts with LAMEDUCK_
-// (in any case) that lameduck does not read: a typo such as
-// LAMEDUCK_PRESTOPDELAY would otherwise leave the default in force, silently.
-func unknownVariables() []error {
-	vars := variables()
-	squash := func(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "_", "")) }
-	known := map[string]string{}
-	for k := range vars {
-		known[squash(k)] = k
-	}
-	var errs []error
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := vars[k]; ok || !strings.HasPrefix(strings.ToUpper(k), Prefix+"_") {
-			continue
-		}
-		switch rest := strings.TrimPrefix(strings.ToUpper(k), Prefix); {
-		case known[squash(k)] != "":
-			errs = append(errs, fmt.Errorf("%s: not a variable lameduck reads; did you mean %s?", k, known[squash(k)]))
-		case slices.ContainsFunc(serviceLinkSuffixes, func(s string) bool { return strings.HasPrefix(rest, s) }):
-			errs = append(errs, fmt.Errorf("%s: not a variable lameduck reads; Kubernetes sets it for a Service named lameduck: set enableServiceLinks: false in the pod", k))
-		default:
-			errs = append(errs, fmt.Errorf("%s: not a variable lameduck reads (lameduck -h lists them)", k))
-		}
-	}
-	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return errs
-}
-
-// processWithout runs envconfig.Process with the variables skip unset, so
-// their defaults stand in while their syntax errors are reported, and puts
-// them back before it returns.
-func processWithout(skip []string, c *Config) error {
-	for _, k := range skip {
-		if v, ok := os.LookupEnv(k); ok {
-			_ = os.Unsetenv(k)
-			defer os.Setenv(k, v)
-		}
-	}
-	return envconfig.Process(Prefix, c)
-}
-
-// problems returns the individual problems in an error from Validate.
-func problems(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if w, ok := err.(interface{ Unwrap() []error }); ok {
-		if u := w.Unwrap(); len(u) > 0 {
-			if j, ok := u[len(u)-1].(interface{ Unwrap() []error }); ok {
-				return j.Unwrap()
-			}
-		}
-	}
-	return []error{err}
-}
-
-// mentionsAny reports whether err's message names one of vars.
-func mentionsAny(err error, vars []string) bool {
-	return slices.ContainsFunc(vars, func(v string) bool { return strings.Contains(err.Error(), v) })
 }
