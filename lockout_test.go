@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/lameduck/lameduck/internal/config"
 	"github.com/lameduck/lameduck/internal/conns"
 )
@@ -190,27 +192,55 @@ func TestEverySlotActiveRefuses(t *testing.T) {
 }
 
 // TestIdleH2CConnectionsYield: h2c connections that hold no stream yield to
-// newcomers as keep-alive HTTP/1.1 ones do.
+// newcomers as keep-alive HTTP/1.1 ones do, each after a GOAWAY (NO_ERROR)
+// that names no stream, so that a client knows to open a new connection.
 func TestIdleH2CConnectionsYield(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	p := startBinary(t, fmt.Sprintf("LAMEDUCK_MAX_CONNS=%d", lockoutConns), "LAMEDUCK_PRESTOP_DELAY=0s",
 		"LAMEDUCK_IDLE_TIMEOUT=10m")
 	var dials atomic.Int64
-	for i := range 2 * lockoutConns { // each client its own connection, answered once, then idle
+	for i := range lockoutConns / 2 { // Go's h2c clients, each its own connection, answered once, then idle
 		c := h2cClient(&dials)
 		if a := h2cDo(c, http.MethodGet, "http://"+p.app+"/hello"); a.err != nil || a.code != http.StatusOK || a.proto != 2 {
 			t.Fatalf("h2c client %d: %d (HTTP/%d), %v; want 200 over HTTP/2", i+1, a.code, a.proto, a.err)
 		}
 		t.Cleanup(c.CloseIdleConnections)
 	}
-	served, slowest := newcomers(t, p.app, 100, false)
+	var raw []*rawH2C // connections that never open a stream, nor close on a GOAWAY
+	for range lockoutConns / 2 {
+		raw = append(raw, dialRawH2C(t, p.app))
+	}
+	waitFor(t, 5*time.Second, "the server's SETTINGS on every raw h2c connection", func() bool {
+		for _, r := range raw {
+			r.mu.Lock()
+			n := len(r.frames)
+			r.mu.Unlock()
+			if n == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	served, slowest := newcomers(t, p.app, 100, true) // kept open: every idle one must yield
 	if served < 99 {
 		t.Errorf("%d of 100 fresh connections answered 200 within 1 s (slowest %s) while idle h2c connections held the cap; want at least 99",
 			served, slowest.Round(time.Millisecond))
 	}
-	if n := metric(t, "http://"+p.admin, `lameduck_http_connections_reclaimed_total{reason="idle"}`); n < 1 {
-		t.Errorf(`lameduck_http_connections_reclaimed_total{reason="idle"} = %v; want at least 1`, n)
+	if n := metric(t, "http://"+p.admin, `lameduck_http_connections_reclaimed_total{reason="idle"}`); n < lockoutConns/2 {
+		t.Errorf(`lameduck_http_connections_reclaimed_total{reason="idle"} = %v; want at least %d`, n, lockoutConns/2)
+	}
+	for i, r := range raw {
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("raw h2c connection %d still open after the newcomers; want it reclaimed", i+1)
+		}
+		r.mu.Lock()
+		if r.goAway == nil || r.goAway.ErrCode != http2.ErrCodeNo || r.goAway.LastStreamID != 0 {
+			t.Errorf("raw h2c connection %d ended (%v) after GOAWAY %v; want a GOAWAY NO_ERROR, last stream 0, first", i+1, r.end, r.goAway)
+		}
+		r.mu.Unlock()
 	}
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(20 * time.Second); code != 0 {

@@ -37,12 +37,16 @@ const HeaderShare = time.Second
 const reclaimBatch = 32
 
 // slotWait bounds how long a newcomer at the cap waits for the connections
-// it reclaimed to close (each closes as soon as its goroutine sees its read
-// fail: microseconds on an idle machine).
-const slotWait = 100 * time.Millisecond
+// it reclaimed to close: an HTTP/1.1 one closes as soon as its goroutine
+// sees its read fail (microseconds on an idle machine); an HTTP/2 one gets
+// a GOAWAY first, and is closed without one reclaimAgain later if its
+// client has not closed it by then.
+const slotWait = 250 * time.Millisecond
 
-// reclaimAgain is how long after its read was failed a connection still
-// open is taken for one whose deadline net/http moved at that moment.
+// reclaimAgain is how long after it was reclaimed a connection still open
+// is reclaimed again, without a GOAWAY: an HTTP/2 client that did not close
+// its connection on the GOAWAY, or an HTTP/1.1 connection whose read
+// deadline net/http moved just after ours (it had just gone idle).
 const reclaimAgain = 50 * time.Millisecond
 
 // newConnIdle is how long a connection still receiving its request keeps
@@ -199,7 +203,7 @@ func (t *Tracker) admit(nc net.Conn) *conn {
 			return nil
 		}
 		t.mu.Unlock()
-		timer := time.NewTimer(wait)
+		timer := time.NewTimer(min(wait, reclaimAgain+10*time.Millisecond))
 		select {
 		case <-t.freed:
 		case <-timer.C:
@@ -234,10 +238,16 @@ func (t *Tracker) reclaim() (closing int) {
 				closing++
 				break
 			}
-			// Still open: net/http moved its read deadline just after ours
-			// (it had just gone idle). Fail its read again.
-			cands = append(cands, candidate{c, s, since, ""})
+			cands = append(cands, candidate{c, s, since, ""}) // still open: fail its read again
 		case stateIdle:
+			if c.h2.Load() && !c.h2Ready.Load() {
+				// Its client's SETTINGS, the first frame, is not in: a
+				// header block not delivered, as far as a GOAWAY goes.
+				if time.Duration(now-since) >= HeaderShare {
+					cands = append(cands, candidate{c, s, since, ReasonHeader})
+				}
+				break
+			}
 			cands = append(cands, candidate{c, s, since, ReasonIdle})
 		case stateNew, stateReading:
 			if time.Duration(now-since) >= HeaderShare {
@@ -256,7 +266,13 @@ func (t *Tracker) reclaim() (closing int) {
 		// when its own idle or header timeout fires. A request whose header
 		// block was complete by then is served: the deadline only bounds
 		// reads, and its body, if any, is not read (408, no job taken).
+		// The first time, an idle HTTP/2 connection's read returns a GOAWAY
+		// from the client instead (conn.Read), which net/http answers with
+		// its own GOAWAY before it closes the connection.
 		k.c.since.Store(now)
+		if k.reason == ReasonIdle && k.c.h2.Load() {
+			k.c.goAway.Store(true)
+		}
 		_ = k.c.Conn.SetReadDeadline(time.Unix(1, 0))
 		if k.reason != "" {
 			t.reclaimed.WithLabelValues(k.reason).Inc()
@@ -300,33 +316,101 @@ func (l *listener) Close() error {
 // connection is receiving a request, not idle.
 type conn struct {
 	net.Conn
-	state atomic.Int32
-	since atomic.Int64 // when it was accepted, went idle, or began its next request (Tracker.now)
-	h2    atomic.Bool  // it began with the HTTP/2 preface
-	t     *Tracker
+	state   atomic.Int32
+	since   atomic.Int64 // when it was accepted, went idle, or began its next request (Tracker.now)
+	h2      atomic.Bool  // it began with the HTTP/2 preface
+	h2Ready atomic.Bool  // and its client's first frame is in
+	goAway  atomic.Bool  // reclaimed: its next failed read hands net/http a GOAWAY instead
+	t       *Tracker
+
+	// Used by the one goroutine that reads the connection.
+	frames frameCursor
+	inject []byte // what is left of the GOAWAY to hand net/http
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if len(c.inject) > 0 {
+		n := copy(p, c.inject)
+		c.inject = c.inject[n:]
+		return n, nil
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		switch c.state.Load() {
-		case stateNew:
-			// On HTTP/2 only a stream makes a connection busy: the
-			// frames between streams (PING, WINDOW_UPDATE) do not.
-			if string(p[:min(n, len(h2Preface))]) == h2Preface[:min(n, len(h2Preface))] {
-				c.h2.Store(true)
-			}
-			c.state.CompareAndSwap(stateNew, stateReading) // its share counts from acceptance
-		case stateIdle:
-			if !c.h2.Load() && c.state.CompareAndSwap(stateIdle, stateReading) {
-				c.since.Store(c.t.now())
-			}
-		}
+		c.received(p[:n])
+	}
+	// net/http's HTTP/2 server answers a client's GOAWAY with its own and
+	// closes the connection once its streams are done (at once: it has
+	// none): the only way to send one connection a GOAWAY that net/http
+	// offers. The frame must start where a frame would.
+	if n == 0 && err != nil && c.goAway.CompareAndSwap(true, false) && c.frames.atBoundary() &&
+		c.Conn.SetReadDeadline(time.Time{}) == nil {
+		c.inject = clientGoAway[:]
+		return c.Read(p)
 	}
 	return n, err
 }
 
-const h2Preface = "PRI * HTTP/2.0"
+// received notes the bytes b just read.
+func (c *conn) received(b []byte) {
+	switch c.state.Load() {
+	case stateNew:
+		if string(b[:min(len(b), len(h2Preface))]) == h2Preface[:min(len(b), len(h2Preface))] {
+			c.h2.Store(true)
+			c.frames.skip = len(http2ClientPreface)
+		}
+		c.state.CompareAndSwap(stateNew, stateReading) // its share counts from acceptance
+	case stateIdle:
+		// On HTTP/2 only a stream makes a connection busy: the frames
+		// between streams (PING, WINDOW_UPDATE) do not.
+		if !c.h2.Load() && c.state.CompareAndSwap(stateIdle, stateReading) {
+			c.since.Store(c.t.now())
+		}
+	}
+	if c.h2.Load() {
+		c.frames.feed(b)
+		if c.frames.frames > 0 && !c.h2Ready.Load() {
+			c.h2Ready.Store(true)
+		}
+	}
+}
+
+const (
+	h2Preface          = "PRI * HTTP/2.0"
+	http2ClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+)
+
+// clientGoAway is an HTTP/2 GOAWAY frame (RFC 9113, 6.8) as a client sends
+// it: no stream of the server's processed, no error.
+var clientGoAway = [...]byte{0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+// frameCursor follows the HTTP/2 frames in the bytes read, to tell whether
+// the bytes read so far end where a frame does.
+type frameCursor struct {
+	skip   int     // bytes left of the preface or of the current frame's payload
+	hdr    [9]byte // the current frame header, as far as read
+	hdrN   int
+	frames int // frame headers read
+}
+
+func (f *frameCursor) feed(b []byte) {
+	for len(b) > 0 {
+		if f.skip > 0 {
+			k := min(f.skip, len(b))
+			f.skip, b = f.skip-k, b[k:]
+			continue
+		}
+		k := copy(f.hdr[f.hdrN:], b)
+		f.hdrN, b = f.hdrN+k, b[k:]
+		if f.hdrN == len(f.hdr) {
+			f.skip, f.hdrN = int(f.hdr[0])<<16|int(f.hdr[1])<<8|int(f.hdr[2]), 0
+			f.frames++
+		}
+	}
+}
+
+// atBoundary reports whether the bytes read end where a frame does, past
+// the client's first frame (its SETTINGS, which must come first).
+func (f *frameCursor) atBoundary() bool { return f.skip == 0 && f.hdrN == 0 && f.frames > 0 }
 
 // CloseWrite keeps net/http's half-close before it closes a connection,
 // which lets the client read a final 408 or 431 instead of a reset.
