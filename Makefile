@@ -9,11 +9,25 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: run test lint build
+.PHONY: run test lint build help
 
-## run: build and start lameduck locally with its defaults (app :8080, admin :8086)
+## run: build and start lameduck locally with its defaults (app :8080, admin :8086), logging text
 run: build
-	exec bin/lameduck
+	exec env LAMEDUCK_LOG_FORMAT="$${LAMEDUCK_LOG_FORMAT:-text}" bin/lameduck
+
+## help: list the targets, one line each (from the "## target: what it does" comments)
+HELP_VARS := IMAGE KIND_CLUSTER VULNDB VULNDB_VERSION FUZZTIME
+help:
+	@$(foreach v,$(HELP_VARS),$(v)='$($(v))') awk ' \
+	  function show() { out = ""; rest = d; \
+	    while (match(rest, /\$$\([A-Z_]+\)/)) { name = substr(rest, RSTART + 2, RLENGTH - 3); \
+	      out = out substr(rest, 1, RSTART - 1) (name in ENVIRON ? ENVIRON[name] : substr(rest, RSTART, RLENGTH)); \
+	      rest = substr(rest, RSTART + RLENGTH) } \
+	    printf "  %-10s %s%s%s\n", t, out, rest, more; t = "" } \
+	  /^## [a-z][a-z0-9-]*: / { if (t != "") show(); t = $$2; sub(/:$$/, "", t); d = $$0; sub(/^## [^:]*: /, "", d); more = ""; next } \
+	  /^##   / { if (t != "") more = " …"; next } \
+	  { if (t != "") show() } \
+	  END { if (t != "") show() }' $(firstword $(MAKEFILE_LIST))
 
 # Two modules: the service's (this directory: what the binary and its unit tests need) and the tooling's (e2e/:
 # the kind e2e, the load generator, the rehearsal, the benchmarks, the manifest checks and the lint tools).
