@@ -323,20 +323,37 @@ type conn struct {
 	goAway  atomic.Bool  // reclaimed: its next failed read hands net/http a GOAWAY instead
 	t       *Tracker
 
-	// Used by the one goroutine that reads the connection.
-	frames frameCursor
-	inject []byte // what is left of the GOAWAY to hand net/http
+	// Used by the one goroutine that reads the connection (net/http never
+	// reads one concurrently).
+	frames  frameCursor
+	read    bool   // the first socket read happened
+	pending []byte // read, or made up (a GOAWAY), and not yet handed to net/http
 }
 
+// readAhead is what the first read takes from the socket, whatever net/http
+// asks for. Its h2c detection asks for 14 bytes ("PRI * HTTP/2.0") first:
+// without this, the rest of an HTTP/1.1 request that arrived whole is taken
+// by a second socket read, which the header deadline can fail, and net/http
+// then parses the 14 bytes as a whole request line and answers 400 to a
+// valid request (TestWholeRequestAfterHeaderDeadline).
+const readAhead = 4 << 10
+
 func (c *conn) Read(p []byte) (int, error) {
-	if len(c.inject) > 0 {
-		n := copy(p, c.inject)
-		c.inject = c.inject[n:]
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
 		return n, nil
 	}
-	n, err := c.Conn.Read(p)
+	buf := p
+	if !c.read {
+		c.read = true
+		if len(p) < readAhead {
+			buf = make([]byte, readAhead)
+		}
+	}
+	n, err := c.Conn.Read(buf)
 	if n > 0 {
-		c.received(p[:n])
+		c.received(buf[:n])
 	}
 	// net/http's HTTP/2 server answers a client's GOAWAY with its own and
 	// closes the connection once its streams are done (at once: it has
@@ -344,8 +361,12 @@ func (c *conn) Read(p []byte) (int, error) {
 	// offers. The frame must start where a frame would.
 	if n == 0 && err != nil && c.goAway.CompareAndSwap(true, false) && c.frames.atBoundary() &&
 		c.Conn.SetReadDeadline(time.Time{}) == nil {
-		c.inject = clientGoAway[:]
+		c.pending = clientGoAway[:]
 		return c.Read(p)
+	}
+	if k := copy(p, buf[:n]); k < n {
+		c.pending = buf[k:n]
+		return k, nil // an error comes back from the next socket read
 	}
 	return n, err
 }

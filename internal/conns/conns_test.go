@@ -117,6 +117,9 @@ func TestLongestIdleYieldFirst(t *testing.T) {
 	var idle []client
 	for range 45 {
 		idle = append(idle, dial(t, addr, "/", true))
+		for tr.Busy() != 0 { // idle in this order: net/http marks it just after its answer went out
+			time.Sleep(time.Millisecond)
+		}
 	}
 	waitOpen(t, tr, 45)
 	dial(t, addr, "/", true) // the newcomer, served
@@ -159,6 +162,12 @@ func TestWhoYields(t *testing.T) {
 			}
 			k := tc.make(t, addr)
 			waitOpen(t, tr, 3)
+			if tc.reason == conns.ReasonIdle { // net/http marks it idle just after its answer went out
+				deadline := time.Now().Add(10 * time.Second)
+				for tr.Busy() != 2 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+			}
 			time.Sleep(tc.settle)
 			start := time.Now()
 			newcomer := dial(t, addr, "/", false)
@@ -188,5 +197,77 @@ func TestWhoYields(t *testing.T) {
 				b.answer(t) // never cut to make room
 			}
 		})
+	}
+}
+
+// slowListener's connections pause before their second socket read, as a
+// throttled process may between two reads.
+type slowListener struct {
+	net.Listener
+	pause time.Duration
+}
+
+func (l slowListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &slowConn{Conn: c, pause: l.pause}, nil
+}
+
+type slowConn struct {
+	net.Conn
+	pause time.Duration
+	reads int
+}
+
+func (c *slowConn) Read(p []byte) (int, error) {
+	if c.reads++; c.reads == 2 {
+		time.Sleep(c.pause)
+	}
+	return c.Conn.Read(p)
+}
+
+// TestWholeRequestAfterHeaderDeadline: a request that arrived whole before
+// the header deadline is answered, even when the server reads it only after
+// the deadline, with HTTP/1.1 and h2c served on one port: net/http's h2c
+// detection reads 14 bytes first, and a second socket read past the
+// deadline would make it answer 400 to the valid request.
+func TestWholeRequestAfterHeaderDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := conns.New(10, prometheus.NewRegistry())
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }),
+		ConnState:         tr.Hook,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 100 * time.Millisecond,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(tr.Listener(slowListener{ln, 300 * time.Millisecond}))
+	}()
+	defer func() {
+		_ = srv.Close()
+		<-done
+	}()
+	k := dial(t, ln.Addr().String(), "", false)
+	if _, err := io.WriteString(k.c, "GET /hello HTTP/1.1\r\nHost: lameduck\r\nUser-Agent: a-valid-client\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = k.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		t.Fatalf("a whole request read after the header deadline: %v; want 200", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a whole request read after the header deadline = %d; want 200", resp.StatusCode)
 	}
 }
