@@ -111,7 +111,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, s := range [][2]string{{RouteHello, "200"}, {RouteJobs, "202"}, {RouteJobs, "503"}} {
 		m.Requests.WithLabelValues(s[0], s[1])
 	}
-	for _, r := range []string{RouteHello, RouteJobs, RouteOther} {
+	for _, r := range []string{RouteHello, RouteJobs} { // other paths never wait in a handler
 		m.Cut.WithLabelValues(r)
 	}
 	for _, p := range []string{PhasePrestop, PhaseHTTP, PhaseQueue} {
