@@ -191,6 +191,9 @@ func TestLoadRefusesOnlyConflictsBetweenValuesSet(t *testing.T) {
 				t.Fatalf("Load() with %v = %v; want an error wrapping ErrInvalid", tt.env, err)
 			}
 			msg := err.Error()
+			if n := strings.Count(msg, "\n") + 1; n != 1 {
+				t.Errorf("Load() with %v = %d problems:\n%s\nwant one: a conflict is reported once, against the value set", tt.env, n, msg)
+			}
 			for _, s := range tt.want {
 				if !strings.Contains(msg, s) {
 					t.Errorf("Load() with %v = error %q; want it to contain %q", tt.env, msg, s)

@@ -210,8 +210,9 @@ func unknownVariables(vars []variable) []error {
 // within a small edit distance of it (Damerau-Levenshtein: a letter wrong,
 // missing, extra, or two swapped) once both are upper-cased and stripped of
 // the prefix and underscores; failing that, those that begin or end with it or
-// it with them (LAMEDUCK_GRACE_PERIOD_SECONDS). At most three; none when
-// nothing is close, or when too many are.
+// it with them, three letters or more (LAMEDUCK_GRACE_PERIOD_SECONDS,
+// LAMEDUCK_TTL). At most three; none when nothing is close, or when too many
+// are (LAMEDUCK_MAX).
 func suggest(name string, vars []variable) []string {
 	squash := func(s string) string {
 		s = strings.ToUpper(s)
@@ -243,7 +244,7 @@ func suggest(name string, vars []variable) []string {
 		if len(short) > len(long) {
 			short, long = long, short
 		}
-		if len(short) >= 5 && (strings.HasPrefix(long, short) || strings.HasSuffix(long, short)) {
+		if len(short) >= 3 && (strings.HasPrefix(long, short) || strings.HasSuffix(long, short)) {
 			affix = append(affix, candidate{v.key, len(long) - len(short)})
 		}
 	}

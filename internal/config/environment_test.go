@@ -35,8 +35,13 @@ func TestLoadSuggestsForTypos(t *testing.T) {
 		{"lameduck_workers", "LAMEDUCK_WORKERS"},                   // case
 		{"Lameduck_Max_Delay", "LAMEDUCK_MAX_DELAY"},               // case
 		{"LAMEDUCK_GRACE_PERIOD_SECONDS", "LAMEDUCK_GRACE_PERIOD"}, // a word too many
+		{"LAMEDUCK_DRIAN_TIMEOTU", "LAMEDUCK_DRAIN_TIMEOUT"},       // two swaps: 2, where other edits would take 4
+		{"LAMEDUCK_SHUTDONW_TIEMOUT", "LAMEDUCK_SHUTDOWN_TIMEOUT"}, // two swaps
 		{"LAMEDUCK_ADMIN_ADDRESS", "LAMEDUCK_ADMIN_ADDR"},
 		{"LAMEDUCK_MAX_BODY_BYTES", "LAMEDUCK_MAX_BODY"},
+		{"LAMEDUCK_TTL", "LAMEDUCK_IDEMPOTENCY_TTL"}, // a part of one
+		{"LAMEDUCK_LOG", "LAMEDUCK_LOG_LEVEL or LAMEDUCK_LOG_FORMAT"},
+		{"LAMEDUCK_ADDR", "LAMEDUCK_HTTP_ADDR or LAMEDUCK_ADMIN_ADDR"},
 	}
 	for _, tt := range typos {
 		t.Run(tt.typo, func(t *testing.T) {
@@ -53,7 +58,8 @@ func TestLoadSuggestsForTypos(t *testing.T) {
 		})
 	}
 	far := []string{"LAMEDUCK_COLOUR", "LAMEDUCK_TYPO", "LAMEDUCK_DATABASE_URL", "LAMEDUCK_REPLICAS", "LAMEDUCK_VERSION",
-		"LAMEDUCK_DEBUG", "LAMEDUCK_SECRET", "LAMEDUCK_X", "LAMEDUCK_TIMEOUT" /* seven variables end so: none stands out */}
+		"LAMEDUCK_DEBUG", "LAMEDUCK_SECRET", "LAMEDUCK_X", "LAMEDUCK_ER", "LAMEDUCK_LO" /* too short a part */, "LAMEDUCK_ID",
+		"LAMEDUCK_TIMEOUT", "LAMEDUCK_MAX" /* too many variables end or begin so: none stands out */}
 	for _, name := range far {
 		t.Run(name, func(t *testing.T) {
 			clearEnv(t)
@@ -90,11 +96,11 @@ func TestUsageGroups(t *testing.T) {
 		f := strings.Fields(line)
 		switch {
 		case len(f) == 0:
-		case !strings.HasPrefix(line, " "):
-			title = line
-		case strings.HasPrefix(f[0], config.Prefix+"_"):
+		case strings.HasPrefix(f[0], config.Prefix+"_"): // what the manifest checks read as a variable
 			listed = append(listed, f[0])
 			group[f[0]] = title
+		case !strings.HasPrefix(line, " "):
+			title = line
 		}
 	}
 	if want := strings.Fields(keys.String()); !slices.Equal(listed, want) {

@@ -53,9 +53,9 @@ var groups = []group{
 // tools read the lines that do as the list of variables.
 const usageIntro = `Every setting is an environment variable, and none is required: set only what you mean to change.
 A limit left unset is derived from the values set (the start-up log says which, and from what);
-only values set on purpose that conflict are refused (exit 2), each with a fix. An unknown
-LAMEDUCK_ variable is refused too, with the name it most likely meant. The rules under each
-group name the variables without their LAMEDUCK_ prefix.
+only values set on purpose that conflict are refused (exit 2), each with a fix. Any other variable
+named LAMEDUCK_* is refused too, with the name it most likely meant. The rules under each group
+name the variables without their LAMEDUCK_ prefix.
 `
 
 // Usage writes every variable, grouped by what it governs, with its type,
