@@ -1,18 +1,14 @@
-// Command plain is the baseline of lameduck's overhead benchmark: a plain
-// net/http server that answers GET /hello with the same bytes lameduck does
-// (Content-Type text/plain; charset=utf-8, body "hello\n"), through a
-// ServeMux and nothing else: no middleware, no metrics, no connection
-// tracking, no draining gate. -idle-timeout and -write-timeout (0 by default:
-// none) set http.Server's IdleTimeout and WriteTimeout, as a server hardened
-// against slow clients would: given lameduck's values, the comparison tells
-// what those timeouts cost any server apart from what lameduck's own code
-// costs.
+// Command plain is the baseline of lameduck's overhead benchmark: net/http
+// answering GET /hello with the bytes lameduck sends (Content-Type
+// text/plain; charset=utf-8, body "hello\n") through a ServeMux, and nothing
+// else. Its flags set http.Server's limits; with none it is bare net/http
+// (no timeouts, net/http's 1 MiB header limit). The benchmark runs it twice:
+// bare, and with lameduck's defaults.
 //
-// Like lameduck, it prints one JSON record msg="serving" with http_addr (the
-// bound address) as its first line of output, then serves until SIGTERM or
-// SIGINT.
+// Like lameduck, it logs one JSON record msg="serving" with http_addr, then
+// serves until SIGTERM or SIGINT.
 //
-//	go run ./internal/bench/plain -addr 127.0.0.1:0
+//	go run ./internal/bench/plain -read-header-timeout 5s -idle-timeout 2m -write-timeout 3s -max-header-bytes 8192
 package main
 
 import (
@@ -26,7 +22,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 )
 
 func main() {
@@ -40,10 +35,13 @@ func main() {
 
 // run serves GET /hello on -addr until a value arrives on signals.
 func run(args []string, stdout io.Writer, signals <-chan os.Signal) error {
+	srv := &http.Server{}
 	fs := flag.NewFlagSet("plain", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
-	idle := fs.Duration("idle-timeout", 0, "http.Server.IdleTimeout (0: none)")
-	write := fs.Duration("write-timeout", 0, "http.Server.WriteTimeout (0: none)")
+	fs.DurationVar(&srv.ReadHeaderTimeout, "read-header-timeout", 0, "http.Server.ReadHeaderTimeout (0: none)")
+	fs.DurationVar(&srv.IdleTimeout, "idle-timeout", 0, "http.Server.IdleTimeout (0: none)")
+	fs.DurationVar(&srv.WriteTimeout, "write-timeout", 0, "http.Server.WriteTimeout (0: none)")
+	fs.IntVar(&srv.MaxHeaderBytes, "max-header-bytes", 0, "http.Server.MaxHeaderBytes (0: net/http's 1 MiB)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,7 +54,7 @@ func run(args []string, stdout io.Writer, signals <-chan os.Signal) error {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "hello\n")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: *idle, WriteTimeout: *write}
+	srv.Handler = mux
 	go func() {
 		<-signals
 		_ = srv.Close()

@@ -4,235 +4,302 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"runtime"
+	"reflect"
 	"slices"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lameduck/lameduck/e2e/internal/bench/procfs"
+	"github.com/lameduck/lameduck/internal/child"
+	"github.com/lameduck/lameduck/internal/config"
 )
 
-// overheadServer is one server under load in the overhead section, with
-// what each round measured.
-type overheadServer struct {
-	name           string
-	p              *proc
-	rps, p99, on   []float64 // per round: req/s, p99 (ns), cores busy
-	cpu, user, sys []float64 // per round: CPU seconds per request: all, user, system
-	wrkOn          []float64 // per round: cores wrk kept busy
-	errs           int64
-}
+// goal is what lameduck promises: GET /hello throughput at least this share
+// of net/http's with the same limits, at every GOMAXPROCS.
+const goal = 0.95
 
-// overheadSet is the servers compared at one GOMAXPROCS: lameduck, the
-// plain net/http server, and the plain server hardened with lameduck's idle
-// and write timeouts.
-type overheadSet struct {
-	procs                     int
-	pinned                    bool // the servers on CPU 0, wrk on CPU 1
-	lameduck, plain, hardened *overheadServer
-}
-
-// servers are the set's servers in the order a round loads them.
-func (st *overheadSet) servers() []*overheadServer {
-	return []*overheadServer{st.lameduck, st.plain, st.hardened}
-}
-
-// The timeouts lameduck and the hardened plain server both run with in the
-// overhead section (lameduck's defaults).
-const (
-	benchIdleTimeout  = 2 * time.Minute
-	benchWriteTimeout = 3 * time.Second
+// Who failed, when a measurement could not be made.
+var (
+	errService = errors.New("service failed")
+	errHarness = errors.New("harness failed")
 )
 
-// overhead loads GET /hello of lameduck, of the plain server and of the
-// hardened plain server with wrk, at each GOMAXPROCS of -procs, every server
-// running at once. In each round every set is loaded in turn, and the order
-// of everything reverses from one round to the next (lameduck, plain,
-// hardened, hardened, plain, lameduck, ... within a set); each set is
-// compared round by round, so a drift in the machine's load hits every side
-// of a ratio alike. With -pin, the servers of GOMAXPROCS=1 run on CPU 0 and
-// wrk on CPU 1: each has a core of its own, so the server's CPU is the limit
-// and scheduling noise drops out.
-func (b *bench) overhead(ctx context.Context) ([]row, error) {
-	w, err := newWrk(b.dir, b.o.threads, b.o.conns)
-	if err != nil {
-		return nil, err
+// sameLimits are the plain server's flags that give net/http lameduck's
+// defaults, read from the default tags of lameduck's config.Config so that
+// they cannot drift from it.
+func sameLimits() ([]string, error) {
+	t := reflect.TypeFor[config.Config]()
+	var args []string
+	for _, f := range [][2]string{{"ReadHeaderTimeout", "-read-header-timeout"}, {"IdleTimeout", "-idle-timeout"},
+		{"WriteTimeout", "-write-timeout"}, {"MaxHeaderBytes", "-max-header-bytes"}} {
+		sf, _ := t.FieldByName(f[0])
+		v := sf.Tag.Get("default")
+		if v == "" {
+			return nil, fmt.Errorf("%w: config.Config has no field %s with a default tag", errHarness, f[0])
+		}
+		args = append(args, f[1], v)
 	}
-	timeouts := []string{"-idle-timeout", benchIdleTimeout.String(), "-write-timeout", benchWriteTimeout.String()}
-	var sets []*overheadSet
-	for _, n := range b.o.procs {
-		env := "GOMAXPROCS=" + strconv.Itoa(n)
-		st := &overheadSet{procs: n, pinned: b.o.pin && n == 1 && runtime.NumCPU() >= 2}
-		for _, spec := range []struct {
-			srv       **overheadServer
-			name, bin string
-			args, env []string
-		}{
-			{&st.lameduck, "lameduck", b.bins.lameduck, nil, []string{env,
-				"LAMEDUCK_LOG_LEVEL=info", "LAMEDUCK_PRESTOP_DELAY=0s",
-				"LAMEDUCK_IDLE_TIMEOUT=" + benchIdleTimeout.String(), "LAMEDUCK_WRITE_TIMEOUT=" + benchWriteTimeout.String()}},
-			{&st.plain, "net/http", b.bins.plain, nil, []string{env}},
-			{&st.hardened, "net/http+timeouts", b.bins.plain, timeouts, []string{env}},
-		} {
-			p, err := startProc(ctx, spec.name, spec.bin, spec.args, spec.env, nil)
-			if err != nil {
-				return nil, err
-			}
-			defer p.Stop()
-			if st.pinned {
-				if err := pin(p.Pid(), 0); err != nil {
-					return nil, err
+	return args, nil
+}
+
+// sample is what one round measured of one server; ok is false when the
+// round failed.
+type sample struct {
+	ok  bool
+	rps float64
+	p99 time.Duration
+	cpu time.Duration // the server's CPU time per request
+}
+
+// server is one process under load, with a sample for every round.
+type server struct {
+	name    string
+	p       *child.Process
+	samples []sample
+	failed  int64 // requests wrk saw fail
+	dead    bool  // it exited: loaded no more
+}
+
+// set is the servers compared at one GOMAXPROCS: lameduck first, then the
+// baselines.
+type set struct {
+	procs   int
+	pinned  bool // the servers on CPU 0, wrk on CPU 1
+	servers []*server
+}
+
+// overhead starts lameduck and the baselines at each GOMAXPROCS of -procs,
+// all at once, and loads GET /hello of one at a time with wrk for -rounds
+// rounds. The order reverses from one round to the next (sets and servers
+// alike), so a drift in the machine's load hits both sides of a ratio. A
+// round that fails is left out of the ratios and reported; the run goes on.
+func overhead(ctx context.Context, o options, bins binaries, w *wrk, logf func(string, ...any)) (sets []*set, failures []error) {
+	limits, err := sameLimits()
+	if err != nil {
+		return nil, []error{err}
+	}
+	defer func() {
+		for _, st := range sets {
+			for _, s := range st.servers {
+				if err := stop(s); err != nil {
+					failures = append(failures, err)
 				}
 			}
-			*spec.srv = &overheadServer{name: spec.name, p: p}
 		}
+	}()
+	for _, n := range o.procs {
+		st := &set{procs: n, pinned: o.pin && n == 1}
 		sets = append(sets, st)
+		for _, spec := range []struct {
+			name, bin string
+			args      []string
+		}{
+			{"lameduck", bins.lameduck, nil},
+			{"net/http, lameduck's limits", bins.plain, limits},
+			{"net/http, bare", bins.plain, nil},
+		} {
+			p, err := start(ctx, spec.name, spec.bin, spec.args, n, st.pinned)
+			if err != nil {
+				return sets, append(failures, err)
+			}
+			st.servers = append(st.servers, &server{name: spec.name, p: p, samples: make([]sample, o.rounds)})
+		}
 	}
 	for _, st := range sets {
-		for _, s := range st.servers() {
-			if _, err := w.run(ctx, "http://"+s.p.httpAddr+"/hello", b.o.warmup, st.pinned); err != nil {
-				return nil, err
+		for _, s := range st.servers {
+			if _, err := load(ctx, w, s, st, o.warmup); err != nil {
+				failures = append(failures, fmt.Errorf("warm-up: %w", err))
 			}
 		}
 	}
-	for i := range b.o.rounds {
-		for j := range sets {
-			st := sets[j]
-			order := st.servers()
-			if i%2 == 1 { // AB.. ..BA AB.. ..BA
-				st = sets[len(sets)-1-j]
-				order = st.servers()
-				slices.Reverse(order)
+	for i := range o.rounds {
+		order := slices.Clone(sets)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, st := range order {
+			servers := slices.Clone(st.servers)
+			if i%2 == 1 {
+				slices.Reverse(servers)
 			}
-			for _, s := range order {
-				if err := b.overheadRound(ctx, w, s, st.pinned, fmt.Sprintf("round %d/%d GOMAXPROCS=%d", i+1, b.o.rounds, st.procs)); err != nil {
-					return nil, err
+			for _, s := range servers {
+				if s.dead {
+					continue
 				}
+				if ctx.Err() != nil {
+					return sets, append(failures, fmt.Errorf("%w: interrupted", errHarness))
+				}
+				smp, err := load(ctx, w, s, st, o.round)
+				if err != nil {
+					failures = append(failures, fmt.Errorf("round %d: %w", i+1, err))
+					continue
+				}
+				s.samples[i] = smp
+				logf("round %d/%d GOMAXPROCS=%d %-28s %8.0f req/s  p99 %-9s CPU %s/request", i+1, o.rounds, st.procs, s.name,
+					smp.rps, smp.p99.Round(time.Microsecond), smp.cpu.Round(10*time.Nanosecond))
 			}
 		}
 	}
-	var rows []row
-	for _, st := range sets {
-		r, err := b.overheadRows(st)
-		if err != nil {
-			return nil, err
-		}
-		rows = append(rows, r...)
-	}
-	return rows, nil
+	return sets, failures
 }
 
-// overheadRound loads s for one round and records what it measured.
-func (b *bench) overheadRound(ctx context.Context, w *wrk, s *overheadServer, pinned bool, label string) error {
-	u0, s0, err := cpuTicks(s.p.Pid())
-	if err != nil {
-		return err
+// start runs a server at GOMAXPROCS procs, on CPU 0 when pinned.
+func start(ctx context.Context, name, bin string, args []string, procs int, pinned bool) (*child.Process, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a slow machine starts slowly
+	defer cancel()
+	cfg := child.Config{Name: fmt.Sprintf("%s GOMAXPROCS=%d", name, procs), Args: args,
+		Env:  []string{fmt.Sprintf("GOMAXPROCS=%d", procs), "LAMEDUCK_PRESTOP_DELAY=0s"},
+		Keep: func(child.Record) bool { return false }}
+	if pinned { // taskset binds the server, then becomes it
+		cfg.Args = append([]string{"-c", "0", bin}, args...)
+		bin = "taskset"
 	}
-	r, err := w.run(ctx, "http://"+s.p.httpAddr+"/hello", b.o.round, pinned)
+	p, err := child.Start(ctx, bin, cfg)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%w: %w", errService, err)
 	}
-	u1, s1, err := cpuTicks(s.p.Pid())
+	return p, nil
+}
+
+// stop sends SIGTERM and waits up to 20 s; a server that exits other than
+// 0, or not at all, failed.
+func stop(s *server) error {
+	if s.dead { // reported when found
+		return nil
+	}
+	_ = s.p.Terminate()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code, err := s.p.Wait(ctx)
 	if err != nil {
-		return err
+		s.p.Kill()
 	}
-	user, sys := float64(u1-u0)/ticksPerSecond, float64(s1-s0)/ticksPerSecond
-	cpu := user + sys
-	secs := r.DurationUS / 1e6
-	s.rps = append(s.rps, r.RPS())
-	s.p99 = append(s.p99, float64(r.P99()))
-	s.cpu = append(s.cpu, cpu/float64(r.Requests))
-	s.user = append(s.user, user/float64(r.Requests))
-	s.sys = append(s.sys, sys/float64(r.Requests))
-	s.on = append(s.on, cpu/secs)
-	s.wrkOn = append(s.wrkOn, r.CPU.Seconds()/secs)
-	s.errs += r.Errors()
-	b.logf("overhead %s %-8s %7.0f req/s  p99 %-8s  busy: server %3.0f%%, wrk %3.0f%% of a core; server %.2f µs CPU/request; %d errors",
-		label, s.name, r.RPS(), fmtDur(r.P99()), 100*cpu/secs, 100*r.CPU.Seconds()/secs, 1e6*cpu/float64(r.Requests), r.Errors())
+	if err != nil || code != 0 {
+		return fmt.Errorf("%w: %s: exit code %d after SIGTERM (%v): %s", errService, s.p.Name, code, err, lastLine(s.p.Stderr()))
+	}
 	return nil
 }
 
-// overheadRows compares a set round by round: the throughput ratio (median
-// and range of the per-round ratios), p99 latency and CPU per request, of
-// lameduck against the plain server, and of both against the hardened one.
-func (b *bench) overheadRows(st *overheadSet) ([]row, error) {
-	l, p, h := st.lameduck, st.plain, st.hardened
-	_, lhwm, err := procfs.Mem(l.p.Pid())
+// load runs wrk against s for d and measures it.
+func load(ctx context.Context, w *wrk, s *server, st *set, d time.Duration) (sample, error) {
+	select {
+	case <-s.p.Exited():
+		s.dead = true
+		return sample{}, fmt.Errorf("%w: %s exited with code %d (-1: killed by a signal): %s", errService, s.p.Name, s.p.ExitCode(), lastLine(s.p.Stderr()))
+	default:
+	}
+	cpu0, err0 := procfs.CPU(s.p.Pid())
+	r, err := w.run(ctx, "http://"+s.p.HTTPAddr+"/hello", d, st.pinned)
 	if err != nil {
-		return nil, err
+		return sample{}, fmt.Errorf("%w: %s: %w", errHarness, s.p.Name, err)
 	}
-	_, phwm, err := procfs.Mem(p.p.Pid())
-	if err != nil {
-		return nil, err
+	cpu1, err1 := procfs.CPU(s.p.Pid())
+	s.failed += r.Errors
+	switch {
+	case err0 != nil || err1 != nil:
+		return sample{}, fmt.Errorf("%w: %s: %w", errService, s.p.Name, errors.Join(err0, err1))
+	case r.Requests == 0:
+		return sample{}, fmt.Errorf("%w: %s answered nothing in %s (%d failed requests)", errService, s.p.Name, d, r.Errors)
 	}
-	b.loadHWM, b.plainHWM = max(b.loadHWM, lhwm), max(b.plainHWM, phwm)
-	errNote := ""
-	if l.errs+p.errs+h.errs > 0 {
-		errNote = fmt.Sprintf("; failed requests: lameduck %d, net/http %d, net/http+timeouts %d", l.errs, p.errs, h.errs)
-	}
-	procs := "GOMAXPROCS=" + strconv.Itoa(st.procs)
-	if st.pinned {
-		procs += ", pinned"
-	}
-	lp, lh, hp := compare(l, p), compare(l, h), compare(h, p)
-	return []row{
-		{
-			"GET /hello throughput, lameduck ÷ plain net/http, each at " + procs,
-			fmt.Sprintf("≥ %.2f×", targetRatio),
-			fmt.Sprintf("%.3f× (%s vs %s req/s; median of %d per-round ratios, which ranged %.2f–%.2f×)%s",
-				lp.ratio, fmtInt(median(l.rps)), fmtInt(median(p.rps)), lp.n, lp.lo, lp.hi, errNote),
-			verdict(lp.ratio >= targetRatio && l.errs+p.errs+h.errs == 0),
-		},
-		{
-			"GET /hello throughput, lameduck ÷ net/http with lameduck's idle and write timeouts, " + procs,
-			none,
-			fmt.Sprintf("%.3f× (%s req/s; ratios ranged %.2f–%.2f×); those timeouts alone: net/http+timeouts ÷ net/http %.3f× (%.2f–%.2f×)",
-				lh.ratio, fmtInt(median(h.rps)), lh.lo, lh.hi, hp.ratio, hp.lo, hp.hi),
-			none,
-		},
-		{
-			"GET /hello p99 latency, lameduck vs plain vs net/http+timeouts, " + procs,
-			none,
-			fmt.Sprintf("%s vs %s vs %s (medians of %d rounds of %s; wrk -t%d -c%d)",
-				fmtDur(time.Duration(median(l.p99))), fmtDur(time.Duration(median(p.p99))), fmtDur(time.Duration(median(h.p99))),
-				b.o.rounds, fmtDur(b.o.round), b.o.threads, b.o.conns),
-			none,
-		},
-		{
-			"server CPU per GET /hello, lameduck vs plain, " + procs,
-			none,
-			fmt.Sprintf("%.2f µs vs %.2f µs: lameduck %+.1f%% (user time %+.1f%%, system %+.1f%%; medians of per-round ratios, which ranged %+.1f%% to %+.1f%%); vs net/http+timeouts (%.2f µs) %+.1f%%; cores busy: servers %.2f / %.2f, wrk %.2f / %.2f",
-				1e6*median(l.cpu), 1e6*median(p.cpu), 100*(lp.cpu-1), 100*(lp.user-1),
-				100*(lp.sys-1), 100*(lp.cpuLo-1), 100*(lp.cpuHi-1), 1e6*median(h.cpu), 100*(lh.cpu-1),
-				median(l.on), median(p.on), median(l.wrkOn), median(p.wrkOn)),
-			none,
-		},
+	return sample{
+		ok:  true,
+		rps: float64(r.Requests) / (r.DurationUS / 1e6),
+		p99: time.Duration(r.P99US * float64(time.Microsecond)),
+		cpu: (cpu1 - cpu0) / time.Duration(r.Requests),
 	}, nil
 }
 
-// comparison is a against b over the rounds: medians of the per-round
-// ratios of throughput and of CPU per request (all, user, system), and the
-// range of each.
-type comparison struct {
-	n                 int
-	ratio, lo, hi     float64
-	cpu, cpuLo, cpuHi float64
-	user, sys         float64
+// ratio is lameduck's throughput over a baseline's: the median of the
+// per-round ratios, over the rounds both completed, and their range.
+type ratio struct {
+	median, lo, hi float64
+	n              int
 }
 
-func compare(a, b *overheadServer) comparison {
-	var ratios, cpu, user, sys []float64
-	for i := range a.rps {
-		ratios = append(ratios, a.rps[i]/b.rps[i])
-		cpu = append(cpu, a.cpu[i]/b.cpu[i])
-		user = append(user, a.user[i]/b.user[i])
-		sys = append(sys, a.sys[i]/b.sys[i])
+func compare(l, b *server) ratio {
+	var rs []float64
+	for i := range l.samples {
+		if l.samples[i].ok && b.samples[i].ok {
+			rs = append(rs, l.samples[i].rps/b.samples[i].rps)
+		}
 	}
-	return comparison{
-		n:     len(ratios),
-		ratio: median(ratios), lo: minOf(ratios), hi: maxOf(ratios),
-		cpu: median(cpu), cpuLo: minOf(cpu), cpuHi: maxOf(cpu),
-		user: median(user), sys: median(sys),
+	if len(rs) == 0 {
+		return ratio{}
 	}
+	return ratio{median(rs), slices.Min(rs), slices.Max(rs), len(rs)}
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count), or zero for none.
+func median[T float64 | time.Duration](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
+}
+
+// medians returns the medians of s's completed rounds: req/s, p99, CPU per request.
+func (s *server) medians() (rps float64, p99, cpu time.Duration, n int) {
+	var r []float64
+	var p, c []time.Duration
+	for _, smp := range s.samples {
+		if smp.ok {
+			r, p, c = append(r, smp.rps), append(p, smp.p99), append(c, smp.cpu)
+		}
+	}
+	return median(r), median(p), median(c), len(r)
+}
+
+// table renders the sets as a Markdown table, and whether the goal was met
+// at every GOMAXPROCS.
+func table(sets []*set) (string, bool) {
+	var b strings.Builder
+	b.WriteString("| GOMAXPROCS | server | req/s | lameduck ÷ this | p99 | CPU per request | rounds | failed requests |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	met := len(sets) > 0
+	for _, st := range sets {
+		if len(st.servers) == 0 { // lameduck did not start
+			met = false
+			continue
+		}
+		procs := fmt.Sprint(st.procs)
+		if st.pinned {
+			procs += ", pinned"
+		}
+		l := st.servers[0]
+		for j, s := range st.servers {
+			rps, p99, cpu, n := s.medians()
+			vs := "—"
+			if j > 0 {
+				r := compare(l, s)
+				vs = fmt.Sprintf("%.3f× (%.2f–%.2f)", r.median, r.lo, r.hi)
+				if r.n == 0 {
+					vs = "no round completed"
+				}
+				if j == 1 { // the baseline of the goal
+					ok := r.n > 0 && r.median >= goal
+					met = met && ok
+					vs = fmt.Sprintf("**%s**: goal ≥ %.2f×, %s", vs, goal, verdict(ok))
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %d of %d | %d |\n", procs, s.name, rps, vs,
+				p99.Round(10*time.Microsecond), cpu.Round(10*time.Nanosecond), n, len(s.samples), s.failed)
+		}
+	}
+	return b.String(), met
+}
+
+func verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return s[strings.LastIndexByte(s, '\n')+1:]
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,8 +14,6 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
-
-	"github.com/lameduck/lameduck/e2e/internal/bench/procfs"
 )
 
 // h2Result is what the h2c part of the mix saw, over every connection.
@@ -24,9 +21,9 @@ type h2Result struct {
 	conns, refusedConns    atomic.Int64 // connections that took the preface; refused or closed before it
 	streams                atomic.Int64 // streams opened (HEADERS sent)
 	ok, unavailable, other atomic.Int64 // responses by status: 200, 503, anything else
-	retryAfter             atomic.Int64 // 503s with a Retry-After header
 	resets                 atomic.Int64 // streams reset (RST_STREAM) before any answer: over the connection's stream limit
 	goAways                atomic.Int64
+	harness                atomic.Int64 // connections not opened for want of the harness's own resources
 	bodyBytes              atomic.Int64 // request body bytes sent (never read by the handler)
 
 	mu   sync.Mutex
@@ -34,9 +31,14 @@ type h2Result struct {
 }
 
 func (r *h2Result) String() string {
-	return fmt.Sprintf("%d streams opened on %d connections (%d refused or closed at once): %d× 200, %d× 503 (%d with Retry-After), %d other, %d reset unanswered (RST_STREAM), %d GOAWAY; %.1f MiB of request body sent, never read",
-		r.streams.Load(), r.conns.Load(), r.refusedConns.Load(), r.ok.Load(), r.unavailable.Load(), r.retryAfter.Load(),
-		r.other.Load(), r.resets.Load(), r.goAways.Load(), float64(r.bodyBytes.Load())/(1<<20))
+	return fmt.Sprintf("%d streams opened on %d connections (%d refused or closed at once): %d× 200, %d× 503, %d other, %d reset unanswered (RST_STREAM), %d GOAWAY; %.1f MiB of request body sent, never read%s",
+		r.streams.Load(), r.conns.Load(), r.refusedConns.Load(), r.ok.Load(), r.unavailable.Load(),
+		r.other.Load(), r.resets.Load(), r.goAways.Load(), float64(r.bodyBytes.Load())/(1<<20), harnessNote(int(r.harness.Load())))
+}
+
+// unanswered is the number of streams opened and neither answered nor reset.
+func (r *h2Result) unanswered() int64 {
+	return r.streams.Load() - r.ok.Load() - r.unavailable.Load() - r.other.Load() - r.resets.Load()
 }
 
 func (r *h2Result) close() {
@@ -54,10 +56,9 @@ type h2Conn struct {
 	fr   *http2.Framer
 	wmu  sync.Mutex // the framer's writes: the reader acks SETTINGS
 
-	settings   chan struct{} // closed at the server's first SETTINGS
-	streamWin  atomic.Int64  // the server's SETTINGS_INITIAL_WINDOW_SIZE
-	maxStreams atomic.Int64  // the server's SETTINGS_MAX_CONCURRENT_STREAMS
-	connWin    atomic.Int64  // connection-level send window left
+	settings  chan struct{} // closed at the server's first SETTINGS
+	streamWin atomic.Int64  // the server's SETTINGS_INITIAL_WINDOW_SIZE
+	connWin   atomic.Int64  // connection-level send window left
 }
 
 // openH2 opens n h2c connections (prior knowledge); on each it opens streams
@@ -70,6 +71,10 @@ func openH2(addr string, n, streams, headerBytes, bodyBytes, conc int, path stri
 	body := bytes.Repeat([]byte("b"), bodyBytes)
 	each(n, conc, func(int) {
 		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if harnessErr(err) {
+			r.harness.Add(1)
+			return
+		}
 		if err != nil {
 			r.refusedConns.Add(1)
 			return
@@ -152,9 +157,6 @@ func (c *h2Conn) read(r *h2Result) {
 			if v, ok := f.Value(http2.SettingInitialWindowSize); ok {
 				c.streamWin.Store(int64(v))
 			}
-			if v, ok := f.Value(http2.SettingMaxConcurrentStreams); ok {
-				c.maxStreams.Store(int64(v))
-			}
 			c.wmu.Lock()
 			_ = c.fr.WriteSettingsAck()
 			c.wmu.Unlock()
@@ -170,11 +172,6 @@ func (c *h2Conn) read(r *h2Result) {
 				r.ok.Add(1)
 			case "503":
 				r.unavailable.Add(1)
-				for _, h := range f.RegularFields() {
-					if h.Name == "retry-after" && h.Value != "" {
-						r.retryAfter.Add(1)
-					}
-				}
 			default:
 				r.other.Add(1)
 			}
@@ -194,74 +191,15 @@ func (c *h2Conn) read(r *h2Result) {
 	}
 }
 
-// h2Mix is the h2c part, on a fresh server: -h2-conns connections each
-// opening -h2-streams streams of GET -h2-path with a filler header and a
-// body the handler never reads, all held open. It samples the requests in
-// handlers (lameduck_http_inflight_requests) until every stream is
-// answered, then reads the peak resident memory and sends SIGTERM with the
-// connections still open.
-func (o options) h2Mix(b *strings.Builder) error {
-	srv, err := o.start()
-	if err != nil {
-		return err
-	}
-	defer srv.Kill()
-	admin := "http://" + srv.AdminAddr + "/metrics"
-
-	var peakInflight, peakGo atomic.Int64 // peakGo: Go heap in use + stacks
-	sampled := make(chan struct{})
-	stopSampling := make(chan struct{})
-	go func() { // owned here: ends at stopSampling
-		defer close(sampled)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			m := scrape(admin)
-			if v, err := strconv.ParseFloat(m["lameduck_http_inflight_requests"], 64); err == nil && int64(v) > peakInflight.Load() {
-				peakInflight.Store(int64(v))
-			}
-			heap, err1 := strconv.ParseFloat(m["go_memstats_heap_inuse_bytes"], 64)
-			stack, err2 := strconv.ParseFloat(m["go_memstats_stack_inuse_bytes"], 64)
-			if err1 == nil && err2 == nil && int64(heap+stack) > peakGo.Load() {
-				peakGo.Store(int64(heap + stack))
-			}
-			select {
-			case <-stopSampling:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-
-	started := time.Now()
-	r := openH2(srv.HTTPAddr, o.h2Conns, o.h2Streams, o.h2HeaderBytes, o.h2Body, o.dialers, o.h2Path)
-	openFor := time.Since(started)
-	defer r.close()
-	// Every stream answered (or reset), or 20 s.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) && r.ok.Load()+r.unavailable.Load()+r.other.Load()+r.resets.Load() < r.streams.Load() {
+// h2c is the h2c part: -h2-conns connections each opening -h2-streams
+// streams of GET -h2-path with a filler header and a body the handler never
+// reads, all held open. The newcomers come once every stream is answered or
+// reset (20 s at most), the connections still held.
+func (o options) h2c(addr string) (string, string, func()) {
+	r := openH2(addr, o.h2Conns, o.h2Streams, o.h2HeaderBytes, o.h2Body, o.dialers, o.h2Path)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && r.unanswered() > 0; {
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(stopSampling)
-	<-sampled
-	_, hwm, err := procfs.Mem(srv.Pid())
-	if err != nil {
-		return err
-	}
-	m := scrape(admin)
-	code := stop(srv)
-
-	fmt.Fprintf(b, "| hostile h2c (GOMEMLIMIT=%s%s) | measured |\n|---|---|\n", o.gomemlimit, envNote(o.env))
-	fmt.Fprintf(b, "| peak resident memory (VmHWM) vs limits.memory | **%s** vs %s: %s |\n", mib(hwm), mib(o.limit), o.verdict(hwm))
-	fmt.Fprintf(b, "| h2c connections × streams of GET %s, %d-byte filler header, up to %d bytes of body never read | %d × %d asked, opened in %s |\n",
-		o.h2Path, o.h2HeaderBytes, o.h2Body, o.h2Conns, o.h2Streams, openFor.Round(time.Millisecond))
-	fmt.Fprintf(b, "| what the streams got | %s |\n", r)
-	fmt.Fprintf(b, "| most requests in handlers at once (sampled every 100 ms) | %d (lameduck_http_inflight_requests) |\n", peakInflight.Load())
-	fmt.Fprintf(b, "| requests refused over the cap | %s (lameduck_http_requests_refused_total) |\n", m["lameduck_http_requests_refused_total"])
-	fmt.Fprintf(b, "| connections refused over the cap | %s (lameduck_http_connections_refused_total) |\n", m["lameduck_http_connections_refused_total"])
-	fmt.Fprintf(b, "| most Go heap in use + stacks (sampled every 100 ms) | %s |\n", mib(peakGo.Load()))
-	fmt.Fprintf(b, "| Go heap in use + stacks, at the end | %s + %s (go_memstats_heap_inuse_bytes, _stack_inuse_bytes) |\n",
-		mibString(m["go_memstats_heap_inuse_bytes"]), mibString(m["go_memstats_stack_inuse_bytes"]))
-	fmt.Fprintf(b, "| exit after SIGTERM, connections still open | %d |\n", code)
-	return nil
+	return fmt.Sprintf("%d connections × %d streams of GET %s, a %d-byte header, up to %d bytes of body never read: %s",
+		o.h2Conns, o.h2Streams, o.h2Path, o.h2HeaderBytes, o.h2Body, r), newcomers(addr, o.newcomers), r.close
 }
