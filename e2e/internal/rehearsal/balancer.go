@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -48,6 +49,10 @@ type BalancerStats struct {
 	Accepted     uint64 // client connections accepted
 	Rejected     uint64 // closed at once: no endpoint was ready
 	DialFailures uint64 // closed at once: the chosen endpoint refused the connection
+	// Pinned counts the connections DialPinned made or tried (not among the
+	// above), and PinnedRefused those that failed: refused by the endpoint's
+	// closed port, or with no endpoint routed.
+	Pinned, PinnedRefused uint64
 }
 
 // Balancer is a layer-4 (TCP) balancer in front of lameduck replicas that
@@ -58,6 +63,8 @@ type BalancerStats struct {
 // BalancerConfig.Lag. With no endpoint ready, a new connection is reset at
 // once (kube-proxy's REJECT); when the chosen endpoint refuses the dial, the
 // client's connection is reset too, as a refused SYN would be in a cluster.
+// DialPinned makes the same routing decision for one connection, with
+// affinity to one endpoint, and connects to the endpoint itself, as DNAT does.
 //
 // Create it with NewBalancer; Close stops it. Its methods are safe for
 // concurrent use.
@@ -117,6 +124,49 @@ func NewBalancer(cfg BalancerConfig) (*Balancer, error) {
 
 // Addr is the address clients connect to.
 func (b *Balancer) Addr() string { return b.ln.Addr().String() }
+
+// DialPinned connects to where the balancer routes a new connection now,
+// for a client with ClientIP session affinity to the endpoint pin: to pin
+// whenever the balancer routes to it, else to a random routed endpoint, as
+// kube-proxy does (a client's connections follow its affinity while the
+// endpoint is among those routed, and are balanced anew once it is not).
+//
+// Unlike a connection to Addr, which the balancer must accept before it
+// knows whether the endpoint will, and resets when the endpoint refuses, the
+// connection is the endpoint's own, as a DNATed one is: a closed port
+// refuses it, as it refuses the SYN in a cluster, and so does the balancer
+// when no endpoint is routed. The difference matters to an HTTP/2 client,
+// which takes a connection reset before it wrote its request for one that
+// was never usable, and retries the request after a backoff (Go's: at once,
+// then after 1s, 2s, ...), when the balancer routes elsewhere: a refused
+// dial fails the request. The caller owns the connection.
+func (b *Balancer) DialPinned(ctx context.Context, pin string) (net.Conn, error) {
+	b.mu.Lock()
+	b.stats.Pinned++
+	e, ok := b.endpoints[pin]
+	if !ok || !e.routed {
+		e = nil
+		if len(b.routed) > 0 {
+			e = b.routed[rand.N(len(b.routed))]
+		}
+	}
+	if e == nil {
+		b.stats.PinnedRefused++
+		b.mu.Unlock()
+		return nil, fmt.Errorf("balancer: no endpoint ready: %w", syscall.ECONNREFUSED)
+	}
+	addr := e.app
+	b.mu.Unlock()
+	dialer := net.Dialer{Timeout: time.Second}
+	c, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		b.mu.Lock()
+		b.stats.PinnedRefused++
+		b.mu.Unlock()
+		return nil, err
+	}
+	return c, nil
+}
 
 // Add starts probing a replica whose app listens on appAddr and admin on
 // adminAddr. It receives connections once a probe has found it ready and Lag

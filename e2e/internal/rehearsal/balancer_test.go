@@ -3,9 +3,11 @@ package rehearsal_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -149,5 +151,70 @@ func TestBalancer(t *testing.T) {
 	}
 	if s := bal.Stats(); s.Rejected != 2 || s.DialFailures != 0 {
 		t.Errorf("Stats() = %+v; want 2 rejected, 0 dial failures", s)
+	}
+}
+
+// TestBalancerDialPinned checks the connections the rehearsal's probes make:
+// they go to the pinned endpoint while it is routed, are refused when it
+// stops listening while still routed (a refused dial, not a reset), go to
+// another endpoint once it is no longer routed, and are refused when none is.
+func TestBalancerDialPinned(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	a.ready.Store(true)
+	b.ready.Store(true)
+	bal, err := rehearsal.NewBalancer(rehearsal.BalancerConfig{Poll: 10 * time.Millisecond, Lag: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("NewBalancer: %v", err)
+	}
+	t.Cleanup(func() { _ = bal.Close() })
+	bal.Add("a", a.app.Listener.Addr().String(), a.admin.Listener.Addr().String())
+	bal.Add("b", b.app.Listener.Addr().String(), b.admin.Listener.Addr().String())
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	for _, name := range []string{"a", "b"} {
+		if err := bal.WaitRoutes(ctx, name); err != nil {
+			t.Fatalf("WaitRoutes(%s): %v", name, err)
+		}
+	}
+	pinned := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return bal.DialPinned(ctx, "a")
+		},
+	}}
+	const host = "pinned.invalid" // never resolved: DialPinned picks the address
+
+	// Two endpoints routed: 20 random picks would all be a once in 2^20.
+	for range 20 {
+		if body, _, err := get(t, pinned, host); err != nil || body != "a" {
+			t.Fatalf("GET pinned to a = %q, %v; want a", body, err)
+		}
+	}
+
+	// a stops listening, still routed: the pinned connection is refused.
+	a.app.Close()
+	if body, _, err := get(t, pinned, host); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("GET pinned to a, routed but not listening = %q, %v; want connection refused", body, err)
+	}
+	if s := bal.Stats(); s.Pinned != 21 || s.PinnedRefused != 1 || s.Accepted != 0 || s.DialFailures != 0 {
+		t.Errorf("Stats() = %+v; want 21 pinned, 1 refused, none through the front", s)
+	}
+
+	// a no longer routed: the connection goes to the rest.
+	a.ready.Store(false)
+	eventually(t, 5*time.Second, "a unrouted", func() bool { return !bal.Routes("a") })
+	if body, _, err := get(t, pinned, host); err != nil || body != "b" {
+		t.Errorf("GET pinned to a, unrouted = %q, %v; want b", body, err)
+	}
+
+	// None routed: refused.
+	b.ready.Store(false)
+	eventually(t, 5*time.Second, "b unrouted", func() bool { return !bal.Routes("b") })
+	if body, _, err := get(t, pinned, host); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("GET pinned to a, no endpoint routed = %q, %v; want connection refused", body, err)
+	}
+	if s := bal.Stats(); s.PinnedRefused != 2 {
+		t.Errorf("Stats().PinnedRefused = %d; want 2", s.PinnedRefused)
 	}
 }

@@ -4,7 +4,12 @@
 // readiness late, never moves a connection), replaces them the way a
 // Deployment with maxSurge 1 and maxUnavailable 0 does while loadtest keeps
 // mixed traffic on, and checks the books: every request answered, every
-// accepted job processed, every replica exited clean.
+// accepted job processed, every replica exited clean. Besides the load, it
+// probes every replica it replaces: from its SIGTERM until the balancer
+// stops routing to it, requests over HTTP/1.1 and h2c are sent to it on
+// connections the balancer routes with affinity to it (Balancer.DialPinned,
+// Probe), so that the moment the race lives in is always met, not only when
+// the random pick happens to.
 //
 // It shows the race that breaks rollouts in production: a replica that stops
 // listening as soon as it gets SIGTERM still receives new connections until
@@ -17,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lameduck/lameduck/e2e/internal/loadtest"
@@ -96,6 +102,9 @@ type Result struct {
 	Dropped   int                // how many of Missing were logged as dropped
 	Balancer  BalancerStats
 	Rollouts  []time.Duration // how long each rollout took, first new replica to last SIGTERM
+	// Probes holds, for every replica replaced by a rollout, in order, its
+	// ProbeHTTP1 probe then its ProbeH2C one.
+	Probes []Probe
 }
 
 // Exit is how one replica ended.
@@ -113,6 +122,9 @@ func (r *Result) Problems() []string {
 	var p []string
 	if r.Report.Failures > 0 {
 		p = append(p, fmt.Sprintf("%d of %d requests failed", r.Report.Failures, r.Report.Requests))
+	}
+	if sent, failed := r.probed(); failed > 0 {
+		p = append(p, fmt.Sprintf("%d of %d probe requests to terminated replicas still routed failed", failed, sent))
 	}
 	if len(r.Missing) > 0 {
 		p = append(p, fmt.Sprintf("%d of %d accepted jobs never processed (%d logged as dropped), first %s",
@@ -137,6 +149,15 @@ func (r *Result) Problems() []string {
 	return p
 }
 
+// probed sums the probes' requests and failures.
+func (r *Result) probed() (sent, failed int) {
+	for _, pr := range r.Probes {
+		sent += pr.Sent
+		failed += pr.Failures()
+	}
+	return sent, failed
+}
+
 // Err returns the Problems as one error, or nil.
 func (r *Result) Err() error {
 	if p := r.Problems(); len(p) > 0 {
@@ -149,8 +170,15 @@ func (r *Result) Err() error {
 func (r *Result) String() string {
 	var b strings.Builder
 	b.WriteString(r.Report.String())
-	fmt.Fprintf(&b, "balancer: %d connections, %d rejected (no endpoint ready), %d reset (endpoint refused)\n",
-		r.Balancer.Accepted, r.Balancer.Rejected, r.Balancer.DialFailures)
+	fmt.Fprintf(&b, "balancer: %d connections, %d rejected (no endpoint ready), %d reset (endpoint refused); "+
+		"pinned (the probes'): %d, %d refused\n", r.Balancer.Accepted, r.Balancer.Rejected,
+		r.Balancer.DialFailures, r.Balancer.Pinned, r.Balancer.PinnedRefused)
+	if len(r.Probes) > 0 {
+		b.WriteString("probes (requests to each terminated replica while the balancer still routed to it):\n")
+		for _, pr := range r.Probes {
+			fmt.Fprintf(&b, "  %s\n", pr)
+		}
+	}
 	rollouts := make([]string, len(r.Rollouts))
 	for i, d := range r.Rollouts {
 		rollouts[i] = d.Round(time.Millisecond).String()
@@ -184,12 +212,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer bal.Close()
-	f := &fleet{cfg: cfg, bal: bal, ledger: loadtest.NewLedger()}
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	f := &fleet{cfg: cfg, bal: bal, ledger: loadtest.NewLedger(), probeCtx: probeCtx}
 	defer f.killAll()
+	defer f.stopProbes(stopProbes)
 
 	res := &Result{}
 	err = f.rehearse(ctx, res)
 	// Whatever happened, end what is still running and keep the books.
+	f.stopProbes(stopProbes)
 	if f.load != nil {
 		res.Report = f.load.Stop()
 	}
@@ -206,6 +237,10 @@ type fleet struct {
 	ledger *loadtest.Ledger
 	load   *loadtest.Load
 	all    []*Replica // every replica started, in order
+
+	probeCtx context.Context // ends the probes; Run cancels it
+	probes   []*prober       // one per replica replaced, in order
+	probing  sync.WaitGroup  // the probes running
 }
 
 // rehearse starts the first version, puts the load on, rolls out, and shuts
@@ -239,9 +274,16 @@ func (f *fleet) rehearse(ctx context.Context, res *Result) error {
 				return err
 			}
 			current[i] = r
-			if err := old.Terminate(); err != nil {
+			pr, err := newProber(ctx, f.bal, old.Name)
+			if err != nil {
 				return err
 			}
+			f.probes = append(f.probes, pr)
+			if err := old.Terminate(); err != nil {
+				pr.close()
+				return err
+			}
+			f.probing.Go(func() { pr.run(f.probeCtx, func() bool { return f.bal.Routes(old.Name) }) })
 			f.bal.Remove(old.Name)
 			retired = append(retired, old)
 			cfg.Logf("rollout %d: %s routed, SIGTERM %s", v, r.Name, old.Name)
@@ -249,6 +291,9 @@ func (f *fleet) rehearse(ctx context.Context, res *Result) error {
 		res.Rollouts = append(res.Rollouts, time.Since(start))
 	}
 	if err := f.waitExited(ctx, retired); err != nil {
+		return err
+	}
+	if err := f.waitProbes(ctx); err != nil {
 		return err
 	}
 	f.load.Mark("after rollouts")
@@ -299,6 +344,28 @@ func (f *fleet) waitExited(ctx context.Context, rs []*Replica) error {
 	return nil
 }
 
+// waitProbes waits for every probe to end, which it does once the balancer
+// no longer routes to its replica.
+func (f *fleet) waitProbes(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	for _, pr := range f.probes {
+		select {
+		case <-pr.done:
+		case <-ctx.Done():
+			return fmt.Errorf("the balancer still routes to %s: %w", pr.replica, context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+// stopProbes ends the probes still running with stop, which cancels
+// probeCtx, and waits for them.
+func (f *fleet) stopProbes(stop context.CancelFunc) {
+	stop()
+	f.probing.Wait()
+}
+
 // killAll kills every replica still running and waits for it.
 func (f *fleet) killAll() {
 	for _, r := range f.all {
@@ -312,6 +379,9 @@ func (f *fleet) account(res *Result) {
 	res.Report.Processed = f.ledger.Processed()
 	res.Missing, res.Dropped = f.ledger.Unprocessed(res.Report.Accepted)
 	res.Summaries = f.ledger.Summaries()
+	for _, pr := range f.probes {
+		res.Probes = append(res.Probes, pr.probes[:]...)
+	}
 	for _, r := range f.all {
 		x := Exit{Name: r.Name, Code: r.ExitCode(), Log: r.Log()}
 		if t := r.Terminated(); !t.IsZero() {
