@@ -102,6 +102,27 @@ REHEARSE_FLAGS ?=
 rehearse:
 	cd $(TOOLING) && $(GO) run ./internal/rehearsal/cmd/rehearse $(REHEARSE_FLAGS)
 
+# --- the chart and the manifests ---------------------------------------------------
+DIR ?= k8s
+VALUES ?=
+.PHONY: k8s check-manifests helm
+
+## k8s: write k8s/ from charts/lameduck rendered with its default values (k8s/ is generated: edit the chart;
+##   make test fails when the two differ)
+k8s:
+	cd $(TOOLING) && $(GO) run ./internal/manifest/cmd/k8s -chart ../charts/lameduck -out ../k8s
+
+## check-manifests: every manifest check on DIR (default k8s): a folder of manifests, a kustomize overlay
+##   (make check-manifests DIR=overlays/example), or a chart with values files (DIR=charts/lameduck VALUES="a.yaml b.yaml")
+check-manifests:
+	cd $(TOOLING) && $(GO) run ./internal/manifest/cmd/check-manifests $(foreach f,$(VALUES),-f $(abspath $(f))) $(abspath $(DIR))
+
+## helm: the helm command, built from the version e2e/go.mod pins (helm.sh/helm/v4) into bin/helm; then
+##   bin/helm template lameduck charts/lameduck, bin/helm install lameduck charts/lameduck, bin/helm test lameduck
+helm: bin/helm
+bin/helm: $(TOOLING)/go.mod
+	cd $(TOOLING) && $(GO) build -o ../bin/helm helm.sh/helm/v4/cmd/helm
+
 # --- image and kind deployment ------------------------------------------------
 IMAGE ?= lameduck:dev
 KIND_CLUSTER ?= lameduck-e2e
@@ -119,7 +140,8 @@ image:
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/lameduck .
 	docker build --target prebuilt --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
-## deploy: image, load it into kind cluster $(KIND_CLUSTER), apply k8s/, wait for the rollout
+## deploy: image, load it into kind cluster $(KIND_CLUSTER), apply -k e2e/kind (k8s/ with the kind NodePort), wait
+##   for the rollout (with Helm instead: make helm, then bin/helm upgrade --install lameduck charts/lameduck)
 ##   The cluster must exist: kind create cluster --name $(KIND_CLUSTER) --config e2e/kind-config.yaml
 ##   An existing Deployment is restarted: the tag stays $(IMAGE), the content is new.
 deploy: image $(KIND)
@@ -127,7 +149,7 @@ deploy: image $(KIND)
 	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 	@existed=$$($(KUBECTL_KIND) get deploy/lameduck -o name 2>/dev/null); \
 	  set -x; \
-	  $(KUBECTL_KIND) apply -f k8s && \
+	  $(KUBECTL_KIND) apply -k e2e/kind && \
 	  if [ -n "$$existed" ]; then $(KUBECTL_KIND) rollout restart deploy/lameduck; fi && \
 	  $(KUBECTL_KIND) rollout status deploy/lameduck --timeout=180s
 
@@ -138,13 +160,15 @@ bin/kind:
 E2E_TIMEOUT ?= 45m
 .PHONY: e2e e2e-drain soak
 
-## e2e: kind cluster (KIND_CLUSTER to reuse one; KEEP_CLUSTER=1 to keep it), image, apply k8s/,
+## e2e: kind cluster (KIND_CLUSTER to reuse one; KEEP_CLUSTER=1 to keep it), image, helm upgrade --install of
+##   charts/lameduck (Helm's Go SDK; E2E_INSTALL=kustomize applies the e2e/kind overlay of k8s/ instead), helm test,
 ##   rolling restarts under load: zero failed requests, zero lost jobs; then the preStop=0 negative control
 e2e: image
 	cd e2e && IMAGE=$(IMAGE) $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) .
 
 ## e2e-drain: the e2e's drain scenario (E2E_SCENARIO=drain): its own kind cluster of a control plane and two
-##   workers; each worker drained in turn under load (evictions, the PDB), then the preStop=0 negative control
+##   workers, the e2e/kind overlay of k8s/ applied as kubectl apply -k; each worker drained in turn under load
+##   (evictions, the PDB), then the preStop=0 negative control
 e2e-drain: image
 	cd e2e && IMAGE=$(IMAGE) E2E_SCENARIO=drain $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) .
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindcmd "sigs.k8s.io/kind/pkg/cmd"
+
+	"github.com/lameduck/lameduck/e2e/internal/manifest"
 )
 
 // env is what the whole e2e run shares.
@@ -33,11 +36,18 @@ var env struct {
 	provider  *cluster.Provider
 	keepAfter bool
 	scenario  string // E2E_SCENARIO: rollout (one node) or drain (a control plane and two workers)
+	// install is how lameduck is installed (E2E_INSTALL): "helm", the chart
+	// through Helm's SDK (release is the release), the rollout scenario's
+	// default; or "kustomize", the kind/ overlay of k8s/ as kubectl apply -k
+	// would apply it, the drain scenario's default.
+	install string
+	release *release
 }
 
 // TestMain creates the kind cluster (or reuses KIND_CLUSTER), loads the image
-// IMAGE (built by `make image`), applies k8s/ with only the image overridden,
-// waits for the rollout, runs the tests, and deletes what it created unless
+// IMAGE (built by `make image`), installs lameduck with only the image
+// overridden (E2E_INSTALL: "helm", charts/lameduck with kind/values.yaml, or
+// "kustomize", the kind/ overlay of k8s/), waits for the rollout, runs the tests, and deletes what it created unless
 // KEEP_CLUSTER=1. KIND_NODE_IMAGE picks the node image (kind's default when
 // unset). E2E_SCENARIO picks the cluster and the tests: "rollout" (the
 // default) is one node, kind-config.yaml, cluster lameduck-e2e; "drain" is a
@@ -72,9 +82,14 @@ func setUp() error {
 	default:
 		return fmt.Errorf("E2E_SCENARIO=%q: want %s or %s", env.scenario, scenarioRollout, scenarioDrain)
 	}
+	env.install = installHelm
+	if env.scenario == scenarioDrain {
+		env.install = installKustomize
+	}
+	env.install = getenv("E2E_INSTALL", env.install)
 	// Before any cluster: the Service must be reachable through this one.
 	var err error
-	if env.nodePort, err = nodePortURL(k8sDir, configFile); err != nil {
+	if env.nodePort, err = nodePortURL(env.install, configFile); err != nil {
 		return err
 	}
 	env.provider = cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindcmd.NewLogger()))
@@ -138,9 +153,14 @@ func setUp() error {
 	if err != nil {
 		return err
 	}
+	if env.install == installHelm {
+		if env.release, err = newRelease(kubeconfig, "default", env.image); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := env.kube.applyDir(ctx, "../k8s", env.image, nil); err != nil {
+	if err := deploy(ctx, nil); err != nil {
 		return err
 	}
 	if _, err := env.kube.waitRollout(ctx); err != nil {
@@ -150,6 +170,40 @@ func setUp() error {
 		return err
 	}
 	return nil
+}
+
+// deploy installs lameduck the E2E_INSTALL way, with the LAMEDUCK_* values
+// of config (by variable name) over the defaults, and waits for what it
+// changed: Helm rolls the pods when the configuration changes (the pod
+// template's checksum) and waits for the rollout; with kustomize the caller
+// restarts the Deployment (the ConfigMap keeps its name here, as the e2e
+// overrides its data after the build).
+func deploy(ctx context.Context, config map[string]string) error {
+	if env.install == installHelm {
+		set := map[string]any{}
+		for k, v := range config {
+			set[helmKey(k)] = v
+		}
+		if len(set) > 0 {
+			return env.release.upgradeInstall(ctx, map[string]any{"config": set})
+		}
+		return env.release.upgradeInstall(ctx, nil)
+	}
+	out, err := manifest.Kustomize(kindOverlay)
+	if err != nil {
+		return err
+	}
+	return env.kube.applyYAML(ctx, "kustomize build "+kindOverlay, out, env.image, config)
+}
+
+// helmKey is the chart's config value for a LAMEDUCK_* variable:
+// LAMEDUCK_PRESTOP_DELAY is prestopDelay.
+func helmKey(variable string) string {
+	words := strings.Split(strings.ToLower(strings.TrimPrefix(variable, "LAMEDUCK_")), "_")
+	for i := 1; i < len(words); i++ {
+		words[i] = strings.ToUpper(words[i][:1]) + words[i][1:]
+	}
+	return strings.Join(words, "")
 }
 
 // loadImage puts the local Docker image into every node of the cluster, as

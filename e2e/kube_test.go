@@ -3,13 +3,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -29,7 +29,6 @@ import (
 
 const (
 	deployment  = "lameduck"
-	configMap   = "lameduck-config"
 	podSelector = "app.kubernetes.io/name=lameduck"
 	fieldOwner  = "lameduck-e2e"
 )
@@ -51,49 +50,27 @@ func newKube(cfg *rest.Config, cs kubernetes.Interface, ns string) (*kube, error
 	return &kube{cs: cs, dyn: dyn, mapper: mapper, ns: ns}, nil
 }
 
-// applyDir applies every YAML document in dir with server-side apply (what
-// `kubectl apply --server-side -f dir` does), overriding only the
-// Deployment's image and, when given, ConfigMap lameduck-config's values.
-func (k *kube) applyDir(ctx context.Context, dir, image string, config map[string]string) error {
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil {
-		return fmt.Errorf("list manifests: %w", err)
-	}
-	if len(files) == 0 {
-		return fmt.Errorf("no manifests in %s", dir)
-	}
-	sort.Strings(files)
-	for _, f := range files {
-		if err := k.applyFile(ctx, f, image, config); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (k *kube) applyFile(ctx context.Context, file, image string, config map[string]string) error {
-	fh, err := os.Open(file)
-	if err != nil {
-		return fmt.Errorf("open manifest: %w", err)
-	}
-	defer fh.Close()
-	dec := utilyaml.NewYAMLOrJSONDecoder(fh, 4096)
+// applyYAML applies every document of data, a YAML stream from name, with
+// server-side apply (what `kubectl apply --server-side -f` does), overriding
+// only the Deployment's image and, when given, the ConfigMap's values.
+func (k *kube) applyYAML(ctx context.Context, name string, data []byte, image string, config map[string]string) error {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for {
 		var obj unstructured.Unstructured
 		if err := dec.Decode(&obj.Object); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return fmt.Errorf("decode %s: %w", file, err)
+			return fmt.Errorf("decode %s: %w", name, err)
 		}
 		if len(obj.Object) == 0 {
 			continue
 		}
 		if err := override(&obj, image, config); err != nil {
-			return fmt.Errorf("%s: %w", file, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		if err := k.apply(ctx, &obj); err != nil {
-			return fmt.Errorf("apply %s %s from %s: %w", obj.GetKind(), obj.GetName(), file, err)
+			return fmt.Errorf("apply %s %s from %s: %w", obj.GetKind(), obj.GetName(), name, err)
 		}
 	}
 }
@@ -108,7 +85,7 @@ func override(obj *unstructured.Unstructured, image string, config map[string]st
 		c := containers[0].(map[string]any)
 		c["image"] = image
 		return unstructured.SetNestedSlice(obj.Object, containers, "spec", "template", "spec", "containers")
-	case obj.GetKind() == "ConfigMap" && obj.GetName() == configMap:
+	case obj.GetKind() == "ConfigMap": // lameduck's one; kustomize adds a hash to its name
 		for key, v := range config {
 			if err := unstructured.SetNestedField(obj.Object, v, "data", key); err != nil {
 				return err

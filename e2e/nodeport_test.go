@@ -1,11 +1,13 @@
 package e2e
 
 // This file has no build tag: `make test` checks, without a cluster, that the
-// kind clusters the e2e creates can reach the Service k8s/ ships. The node
-// port is the e2e's need, not a rule for every deployment, so it lives here
-// rather than in internal/manifest's checks.
+// kind clusters the e2e creates can reach the Service the e2e installs, both
+// ways (the chart with kind/values.yaml, the kind/ overlay of k8s/). The node
+// port is the e2e's need, not a rule for every deployment, so it lives in the
+// e2e's own values file and overlay, not in k8s/ or the chart's defaults.
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,13 +23,40 @@ import (
 	"github.com/lameduck/lameduck/e2e/internal/manifest"
 )
 
-// k8sDir is what the e2e applies.
-const k8sDir = "../k8s"
+// What the e2e installs, and how (E2E_INSTALL).
+const (
+	installHelm      = "helm"      // chartDir with kindValues, through Helm's SDK
+	installKustomize = "kustomize" // the kindOverlay of k8s/, as kubectl apply -k
+	chartDir         = "../charts/lameduck"
+	kindValues       = "kind/values.yaml"
+	kindOverlay      = "kind"
+)
 
-// nodePortURL is the base URL on the host that reaches the Service in k8sDir
-// through the kind cluster of kindConfig, or why there is none.
-func nodePortURL(k8sDir, kindConfig string) (string, error) {
-	m, err := manifest.Load(k8sDir)
+// e2eManifests is what the e2e installs the given way, rendered (the image
+// is IMAGE's, set at install).
+func e2eManifests(install string) (manifest.Manifests, error) {
+	switch install {
+	case installHelm:
+		r, err := manifest.RenderChart(chartDir, manifest.Release{}, []string{kindValues}, nil)
+		if err != nil {
+			return manifest.Manifests{}, err
+		}
+		return r.Manifests()
+	case installKustomize:
+		out, err := manifest.Kustomize(kindOverlay)
+		if err != nil {
+			return manifest.Manifests{}, err
+		}
+		return manifest.Decode("kustomize build "+kindOverlay, out)
+	}
+	return manifest.Manifests{}, fmt.Errorf("E2E_INSTALL=%q: want %s or %s", install, installHelm, installKustomize)
+}
+
+// nodePortURL is the base URL on the host that reaches the Service the e2e
+// installs the given way through the kind cluster of kindConfig, or why
+// there is none.
+func nodePortURL(install, kindConfig string) (string, error) {
+	m, err := e2eManifests(install)
 	if err != nil {
 		return "", err
 	}
@@ -47,7 +76,7 @@ func nodePortURL(k8sDir, kindConfig string) (string, error) {
 // http://LISTEN:HOSTPORT for it. configName names c in errors.
 func hostURL(s *corev1.Service, c *kindv1alpha4.Cluster, configName string) (string, error) {
 	if s == nil {
-		return "", fmt.Errorf("%s: no Service", k8sDir)
+		return "", errors.New("no Service")
 	}
 	what := "Service " + s.Name
 	if s.Spec.Type != corev1.ServiceTypeNodePort {
@@ -85,18 +114,37 @@ func hostURL(s *corev1.Service, c *kindv1alpha4.Cluster, configName string) (str
 }
 
 // TestNodePort: both kind clusters of the e2e map the node port of the
-// Service in k8s/ to the host; a Service they cannot reach fails.
+// Service the e2e installs, either way, to the host; a Service they cannot
+// reach fails. What the e2e installs passes every manifest check but keeps
+// the base's Service type (ClusterIP) out of k8s/ and the chart's defaults.
 func TestNodePort(t *testing.T) {
-	for _, config := range []string{"kind-config.yaml", "kind-multinode.yaml"} {
-		url, err := nodePortURL(k8sDir, config)
-		if err != nil {
-			t.Errorf("nodePortURL(%s, %s): %v", k8sDir, config, err)
-			continue
+	for _, install := range []string{installHelm, installKustomize} {
+		for _, config := range []string{"kind-config.yaml", "kind-multinode.yaml"} {
+			url, err := nodePortURL(install, config)
+			if err != nil {
+				t.Errorf("nodePortURL(%s, %s): %v", install, config, err)
+				continue
+			}
+			t.Logf("%s, %s: the Service is at %s", install, config, url)
 		}
-		t.Logf("%s: the Service is at %s", config, url)
+		m, err := e2eManifests(install)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := manifest.Check(m); err != nil {
+			t.Errorf("manifest.Check(what the e2e installs with %s):\n%v", install, err)
+		}
+	}
+	base, err := manifest.Load("../k8s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base.Service.Spec.Type != corev1.ServiceTypeClusterIP {
+		t.Errorf("k8s/ Service type %q; want %s: the node port is the e2e's, in %s and %s", base.Service.Spec.Type,
+			corev1.ServiceTypeClusterIP, kindValues, kindOverlay)
 	}
 
-	m, err := manifest.Load(k8sDir)
+	m, err := e2eManifests(installKustomize)
 	if err != nil {
 		t.Fatal(err)
 	}

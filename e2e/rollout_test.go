@@ -584,17 +584,20 @@ func (o outcome) checkFailedForTheRace(t *testing.T, p params) {
 }
 
 // withPrestop sets LAMEDUCK_PRESTOP_DELAY to d for the test, and leaves the
-// cluster as k8s/ says when it ends.
+// cluster as installed when it ends. With Helm the grace period follows (the
+// chart derives it).
 func withPrestop(t *testing.T, d string) {
 	t.Helper()
 	set := func(config map[string]string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
-		if err := env.kube.applyDir(ctx, "../k8s", env.image, config); err != nil {
+		if err := deploy(ctx, config); err != nil {
 			return err
 		}
-		if err := env.kube.restart(ctx); err != nil {
-			return err
+		if env.install != installHelm { // helm upgrade rolled the pods itself
+			if err := env.kube.restart(ctx); err != nil {
+				return err
+			}
 		}
 		_, err := env.kube.waitRollout(ctx)
 		return err

@@ -44,7 +44,9 @@ func Variables() ([]string, error) {
 // matters must be spelled out.
 //
 // It requires a Deployment, a ConfigMap, a Service and a PodDisruptionBudget,
-// and allows a HorizontalPodAutoscaler. The replica count, the Service type
+// and allows a HorizontalPodAutoscaler, an admin Service, a NetworkPolicy and
+// prometheus-operator's monitors (what they scrape is the chart tests' concern:
+// it does not touch a rollout). The replica count, the Service type
 // and its node ports are the adopter's: Check only requires that the rollout
 // strategy and the budget hold at every count the Deployment may run at (its
 // replicas, or the autoscaler's minReplicas to maxReplicas).
@@ -109,6 +111,12 @@ func (c *checker) objects() {
 	}
 	if h := c.m.HPA; h != nil {
 		objs = append(objs, object{"HorizontalPodAutoscaler", &h.ObjectMeta})
+	}
+	if s := c.m.AdminService; s != nil {
+		objs = append(objs, object{"Service", &s.ObjectMeta})
+	}
+	if p := c.m.NetworkPolicy; p != nil {
+		objs = append(objs, object{"NetworkPolicy", &p.ObjectMeta})
 	}
 	for _, o := range objs {
 		if o.meta.Namespace != objs[0].meta.Namespace {

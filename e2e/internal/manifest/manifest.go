@@ -13,7 +13,7 @@
 //
 // Load and Decode are strict: an unknown field, a duplicate field or a kind
 // lameduck does not deploy is an error, so a typo cannot silently drop a
-// setting.
+// setting. LoadAny also renders a chart or builds a kustomization first.
 package manifest
 
 import (
@@ -26,9 +26,11 @@ import (
 	"path/filepath"
 	"slices"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -39,13 +41,20 @@ import (
 
 // Manifests holds lameduck's objects, at most one of each kind it deploys. A
 // kind that Load did not find is nil; Check reports the missing ones it
-// needs. HPA is optional.
+// needs. The rest are optional.
 type Manifests struct {
 	Deployment *appsv1.Deployment
 	ConfigMap  *corev1.ConfigMap
-	Service    *corev1.Service
-	PDB        *policyv1.PodDisruptionBudget
-	HPA        *autoscalingv2.HorizontalPodAutoscaler
+	// Service is the app's Service; AdminService, a Service whose every port
+	// targets the admin port (what a ServiceMonitor scrapes).
+	Service       *corev1.Service
+	AdminService  *corev1.Service
+	PDB           *policyv1.PodDisruptionBudget
+	HPA           *autoscalingv2.HorizontalPodAutoscaler
+	NetworkPolicy *networkingv1.NetworkPolicy
+	// prometheus-operator's, when the cluster runs it.
+	ServiceMonitor *monitoringv1.ServiceMonitor
+	PodMonitor     *monitoringv1.PodMonitor
 }
 
 // extensions are the file extensions `kubectl apply -f DIR` reads.
@@ -59,6 +68,8 @@ var decoder = func() runtime.Decoder {
 	utilruntime.Must(appsv1.AddToScheme(scheme))
 	utilruntime.Must(policyv1.AddToScheme(scheme))
 	utilruntime.Must(autoscalingv2.AddToScheme(scheme))
+	utilruntime.Must(networkingv1.AddToScheme(scheme))
+	utilruntime.Must(monitoringv1.AddToScheme(scheme))
 	return serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
 }()
 
@@ -155,10 +166,14 @@ func (m *Manifests) add(raw []byte) error {
 		}
 		m.ConfigMap = o
 	case *corev1.Service:
-		if m.Service != nil {
+		s := &m.Service
+		if isAdmin(o) {
+			s = &m.AdminService
+		}
+		if *s != nil {
 			return second(gvk.Kind, o.Name)
 		}
-		m.Service = o
+		*s = o
 	case *policyv1.PodDisruptionBudget:
 		if m.PDB != nil {
 			return second(gvk.Kind, o.Name)
@@ -169,8 +184,35 @@ func (m *Manifests) add(raw []byte) error {
 			return second(gvk.Kind, o.Name)
 		}
 		m.HPA = o
+	case *networkingv1.NetworkPolicy:
+		if m.NetworkPolicy != nil {
+			return second(gvk.Kind, o.Name)
+		}
+		m.NetworkPolicy = o
+	case *monitoringv1.ServiceMonitor:
+		if m.ServiceMonitor != nil {
+			return second(gvk.Kind, o.Name)
+		}
+		m.ServiceMonitor = o
+	case *monitoringv1.PodMonitor:
+		if m.PodMonitor != nil {
+			return second(gvk.Kind, o.Name)
+		}
+		m.PodMonitor = o
 	default:
-		return fmt.Errorf("kind %s is not one lameduck deploys (Deployment, ConfigMap, Service, PodDisruptionBudget, HorizontalPodAutoscaler)", gvk.GroupKind())
+		return fmt.Errorf("kind %s is not one lameduck deploys (Deployment, ConfigMap, Service, PodDisruptionBudget, "+
+			"HorizontalPodAutoscaler, NetworkPolicy, ServiceMonitor, PodMonitor)", gvk.GroupKind())
 	}
 	return nil
+}
+
+// isAdmin reports whether every port of s targets the admin port, by name:
+// the Service for scraping, apart from the app's.
+func isAdmin(s *corev1.Service) bool {
+	for _, p := range s.Spec.Ports {
+		if p.TargetPort.StrVal != AdminPort {
+			return false
+		}
+	}
+	return len(s.Spec.Ports) > 0
 }

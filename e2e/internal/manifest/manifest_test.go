@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func TestRealManifests(t *testing.T) {
 func TestDecodeFixtures(t *testing.T) {
 	tests := map[string]string{ // fixture: part of the error it must cause
 		"invalid-unknown-field.yaml": `unknown field "spec.template.spec.containers[0].readinesProbe"`,
-		"invalid-unknown-kind.yaml":  `no kind "Ingress" is registered`,
+		"invalid-unknown-kind.yaml":  `kind Ingress.networking.k8s.io is not one lameduck deploys`,
 		"invalid-hpa-v1.yaml":        `no kind "HorizontalPodAutoscaler" is registered for version "autoscaling/v1"`,
 	}
 	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
@@ -79,6 +80,9 @@ func TestGracePeriod(t *testing.T) {
 	}
 }
 
+// variableName is a whole variable name, not a mention of the prefix in prose.
+var variableName = regexp.MustCompile(`^` + config.Prefix + `_[A-Z][A-Z0-9_]*$`)
+
 // TestVariables checks that Variables lists what `lameduck -h` prints.
 func TestVariables(t *testing.T) {
 	vars, err := manifest.Variables()
@@ -91,7 +95,7 @@ func TestVariables(t *testing.T) {
 	}
 	var printed []string
 	for _, line := range strings.Split(usage.String(), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], config.Prefix+"_") {
+		if f := strings.Fields(line); len(f) > 0 && variableName.MatchString(f[0]) && !slices.Contains(printed, f[0]) {
 			printed = append(printed, f[0])
 		}
 	}

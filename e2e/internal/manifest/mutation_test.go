@@ -28,16 +28,13 @@ func TestMutations(t *testing.T) {
 		// Choices an adopter makes.
 		{"one replica", func(m *manifest.Manifests) { m.Deployment.Spec.Replicas = new(int32(1)) }, ""},
 		{"ten replicas", func(m *manifest.Manifests) { m.Deployment.Spec.Replicas = new(int32(10)) }, ""},
-		{"ClusterIP Service", func(m *manifest.Manifests) {
-			m.Service.Spec.Type = corev1.ServiceTypeClusterIP
-			m.Service.Spec.Ports[0].NodePort = 0
+		{"NodePort Service", func(m *manifest.Manifests) {
+			m.Service.Spec.Type = corev1.ServiceTypeNodePort
+			m.Service.Spec.Ports[0].NodePort = 30080
 		}, ""},
-		{"Service type unset (ClusterIP)", func(m *manifest.Manifests) {
-			m.Service.Spec.Type = ""
-			m.Service.Spec.Ports[0].NodePort = 0
-		}, ""},
+		{"Service type unset (ClusterIP)", func(m *manifest.Manifests) { m.Service.Spec.Type = "" }, ""},
 		{"LoadBalancer Service", func(m *manifest.Manifests) { m.Service.Spec.Type = corev1.ServiceTypeLoadBalancer }, ""},
-		{"another node port", func(m *manifest.Manifests) { m.Service.Spec.Ports[0].NodePort = 31000 }, ""},
+		{"no admin Service", func(m *manifest.Manifests) { m.AdminService = nil }, ""},
 		{"autoscaler 3 to 10", func(m *manifest.Manifests) { addHPA(m, 3, 10) }, ""},
 		{"autoscaler 1 to 10", func(m *manifest.Manifests) { addHPA(m, 1, 10) }, ""},
 		{"maxSurge 25%", func(m *manifest.Manifests) { rollingUpdate(m).MaxSurge = new(intstr.FromString("25%")) }, ""},
@@ -63,7 +60,7 @@ func TestMutations(t *testing.T) {
 		}, "terminationGracePeriodSeconds 20s is too short"},
 		{"grace period the program does not know", func(m *manifest.Manifests) {
 			m.Deployment.Spec.Template.Spec.TerminationGracePeriodSeconds = new(int64(60))
-		}, "terminationGracePeriodSeconds is 1m0s but LAMEDUCK_GRACE_PERIOD is 30s"},
+		}, "terminationGracePeriodSeconds is 1m0s but LAMEDUCK_GRACE_PERIOD is 29s"},
 		{"grace period unset", func(m *manifest.Manifests) { m.Deployment.Spec.Template.Spec.TerminationGracePeriodSeconds = nil },
 			"set terminationGracePeriodSeconds explicitly"},
 		{"preStop sleep on top of the budget", func(m *manifest.Manifests) {
