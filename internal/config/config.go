@@ -50,7 +50,9 @@ var ErrInvalid = errors.New("invalid configuration")
 // two Configs with the same values compare equal only if they were derived
 // alike; compare the fields when that matters.
 type Config struct {
-	PrestopDelay    time.Duration `split_words:"true" default:"5s" desc:"after SIGTERM: keep serving (readiness failing, keep-alives off) this long"`
+	PrestopDelay    time.Duration `split_words:"true" default:"5s" desc:"after SIGTERM: keep serving (readiness failing, keep-alives off) at most this long: the preStop delay's maximum"`
+	PrestopMin      time.Duration `split_words:"true" default:"5s" desc:"and at least this long: the preStop delay's minimum (equal to the maximum: a fixed delay)"`
+	PrestopQuiet    time.Duration `split_words:"true" default:"1s" desc:"in between, the delay ends once no connection or request has arrived for this long"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"then: longest wait for in-flight requests (http.Server.Shutdown)"`
 	DrainTimeout    time.Duration `split_words:"true" default:"5s" desc:"then: longest wait for queued jobs to be processed"`
 	GracePeriod     time.Duration `split_words:"true" default:"30s" desc:"the pod's terminationGracePeriodSeconds; never derived: set it to match the pod"`
@@ -231,7 +233,8 @@ func (c Config) rangeProblems() []problem {
 		d    time.Duration
 	}{
 		{"HELLO_DELAY", c.HelloDelay}, {"MAX_DELAY", c.MaxDelay}, {"MAX_WORK", c.MaxWork}, {"JOB_DURATION", c.JobDuration},
-		{"IDEMPOTENCY_TTL", c.IdempotencyTTL}, {"PRESTOP_DELAY", c.PrestopDelay},
+		{"IDEMPOTENCY_TTL", c.IdempotencyTTL}, {"PRESTOP_DELAY", c.PrestopDelay}, {"PRESTOP_MIN", c.PrestopMin},
+		{"PRESTOP_QUIET", c.PrestopQuiet},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"DRAIN_TIMEOUT", c.DrainTimeout}, {"GRACE_PERIOD", c.GracePeriod},
 	}
 	for _, d := range durations {
@@ -253,6 +256,9 @@ func (c Config) rangeProblems() []problem {
 		if n.n < 1 || n.n > n.limit {
 			bad(n.name, "must be between 1 and %d, got %d", n.limit, n.n)
 		}
+	}
+	if c.PrestopQuiet == 0 {
+		bad("PRESTOP_QUIET", "must be positive: it is how long no request may arrive before the preStop delay ends")
 	}
 	switch {
 	case c.ShutdownTimeout == 0:
@@ -295,6 +301,10 @@ func (c Config) DrainBudget() time.Duration { return c.DrainTimeout - c.DrainTim
 // Warnings lists what in c is allowed but probably not meant.
 func (c Config) Warnings() []string {
 	var w []string
+	if c.PrestopMin < c.PrestopDelay && c.PrestopQuiet >= c.PrestopDelay {
+		w = append(w, fmt.Sprintf("%s_PRESTOP_QUIET=%s is no shorter than %s_PRESTOP_DELAY (%s): the preStop delay always lasts its maximum",
+			Prefix, c.PrestopQuiet, Prefix, c.PrestopDelay))
+	}
 	// The cheapest job is a ?work=0s job, which admission counts as
 	// JobAllowance: the budget holds at most this many jobs at once.
 	if c.Workers > 0 && c.DrainBudget() > 0 {

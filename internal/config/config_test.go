@@ -63,6 +63,8 @@ func defaults() config.Config {
 		IdleTimeout:         2 * time.Minute,
 
 		PrestopDelay:    5 * time.Second,
+		PrestopMin:      5 * time.Second,
+		PrestopQuiet:    time.Second,
 		ShutdownTimeout: 15 * time.Second,
 		DrainTimeout:    5 * time.Second,
 		GracePeriod:     30 * time.Second,
@@ -147,6 +149,10 @@ func TestLoadRejectsBadValues(t *testing.T) {
 			[]string{"LAMEDUCK_IDEMPOTENCY_TTL", "negative"}},
 		{"negative prestop delay", map[string]string{"LAMEDUCK_PRESTOP_DELAY": "-1s"},
 			[]string{"LAMEDUCK_PRESTOP_DELAY", "negative"}},
+		{"negative prestop minimum", map[string]string{"LAMEDUCK_PRESTOP_MIN": "-1s"},
+			[]string{"LAMEDUCK_PRESTOP_MIN", "negative"}},
+		{"zero prestop quiet period", map[string]string{"LAMEDUCK_PRESTOP_QUIET": "0s"},
+			[]string{"LAMEDUCK_PRESTOP_QUIET", "positive"}},
 		{"negative shutdown timeout", map[string]string{"LAMEDUCK_SHUTDOWN_TIMEOUT": "-1s"},
 			[]string{"LAMEDUCK_SHUTDOWN_TIMEOUT", "negative"}},
 		{"zero shutdown timeout", map[string]string{"LAMEDUCK_SHUTDOWN_TIMEOUT": "0s"},
@@ -327,6 +333,18 @@ func TestWarnings(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate() with LAMEDUCK_QUEUE_SIZE=9501 = %v; want nil: a warning, not a refusal", err)
 	}
+
+	// A quiet period as long as the maximum makes an adaptive delay last its
+	// maximum, always.
+	c = defaults()
+	c.PrestopMin, c.PrestopQuiet = time.Second, c.PrestopDelay-1
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings() with LAMEDUCK_PRESTOP_QUIET just under the maximum = %q; want none", w)
+	}
+	c.PrestopQuiet = c.PrestopDelay
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "LAMEDUCK_PRESTOP_QUIET=5s") || !strings.Contains(w[0], "always lasts its maximum") {
+		t.Errorf("Warnings() with LAMEDUCK_PRESTOP_QUIET=5s, the maximum = %q; want one saying the delay always lasts its maximum", w)
+	}
 }
 
 func TestValidate(t *testing.T) {
@@ -380,7 +398,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"LAMEDUCK_MAX_WORK", "LAMEDUCK_MAX_BODY", "LAMEDUCK_QUEUE_SIZE", "LAMEDUCK_WORKERS", "LAMEDUCK_JOB_DURATION",
 		"LAMEDUCK_IDEMPOTENCY_TTL", "LAMEDUCK_IDEMPOTENCY_MAX_KEYS", "LAMEDUCK_IDEMPOTENCY_MAX_BYTES",
 		"LAMEDUCK_MAX_CONNS", "LAMEDUCK_MAX_REQUESTS", "LAMEDUCK_MAX_HEADER_BYTES", "LAMEDUCK_READ_HEADER_TIMEOUT", "LAMEDUCK_BODY_TIMEOUT",
-		"LAMEDUCK_WRITE_TIMEOUT", "LAMEDUCK_IDLE_TIMEOUT", "LAMEDUCK_PRESTOP_DELAY",
+		"LAMEDUCK_WRITE_TIMEOUT", "LAMEDUCK_IDLE_TIMEOUT", "LAMEDUCK_PRESTOP_DELAY", "LAMEDUCK_PRESTOP_MIN", "LAMEDUCK_PRESTOP_QUIET",
 		"LAMEDUCK_SHUTDOWN_TIMEOUT", "LAMEDUCK_DRAIN_TIMEOUT", "LAMEDUCK_GRACE_PERIOD",
 		"LAMEDUCK_LOG_FORMAT", "LAMEDUCK_LOG_LEVEL",
 	}

@@ -32,6 +32,11 @@ func (c Config) conflicts(set map[string]bool) []problem {
 	if c.JobDuration > c.MaxWork {
 		add("job", []string{envJobDuration, envMaxWork}, "%s exceeds %s (%s)", c.JobDuration, envMaxWork, c.MaxWork)
 	}
+	if c.PrestopMin > c.PrestopDelay {
+		add("prestop", []string{envPrestopMin, envPrestopDelay},
+			"%s exceeds %s (%s): the preStop delay's minimum must not exceed its maximum",
+			c.PrestopMin, envPrestopDelay, c.PrestopDelay)
+	}
 	// No request may be admitted that the shutdown budget cannot finish.
 	if c.MaxDelay+RequestSpare > c.ShutdownTimeout {
 		at := envMaxDelay // the cap, or the default delay it was grown to

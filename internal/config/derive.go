@@ -23,11 +23,15 @@ import (
 //     at least its least (leastPrestop, leastShutdown, leastDrain), the
 //     shutdown timeout also LAMEDUCK_MAX_DELAY + RequestSpare and the drain
 //     timeout a drain budget that holds LAMEDUCK_MAX_WORK + JobAllowance,
-//     when those caps were set (or grown in step 1). A phase whose default is
-//     short of what it needs grows to it. When the defaults do not fit, they
-//     shrink in proportion to their defaults, none below what it needs.
-//     LAMEDUCK_GRACE_PERIOD itself is never derived: it must match the pod.
+//     when those caps were set (or grown in step 1), and the preStop delay
+//     (its maximum) LAMEDUCK_PRESTOP_MIN when that was set. A phase whose
+//     default is short of what it needs grows to it. When the defaults do
+//     not fit, they shrink in proportion to their defaults, none below what
+//     it needs. LAMEDUCK_GRACE_PERIOD itself is never derived: it must match
+//     the pod.
 //  3. The caps left unset shrink to what the phases can finish:
+//     LAMEDUCK_PRESTOP_MIN to LAMEDUCK_PRESTOP_DELAY (and follows it up too
+//     while their defaults are equal: the default delay is fixed),
 //     LAMEDUCK_MAX_DELAY to LAMEDUCK_SHUTDOWN_TIMEOUT - RequestSpare,
 //     LAMEDUCK_MAX_WORK to the drain budget - JobAllowance,
 //     LAMEDUCK_JOB_DURATION to both, LAMEDUCK_QUEUE_SIZE to the jobs the
@@ -124,6 +128,16 @@ func (s *settled) derive() {
 	s.fitPhases()
 
 	// 3. Caps shrink to what the phases can finish.
+	if !s.set[envPrestopMin] {
+		least, why := min(c.PrestopMin, c.PrestopDelay), "the preStop delay's minimum cannot exceed its maximum"
+		if s.def.PrestopMin == s.def.PrestopDelay {
+			least, why = c.PrestopDelay, "the preStop delay is fixed (its minimum is its maximum) unless "+envPrestopMin+" is set"
+		}
+		if least != c.PrestopMin {
+			c.PrestopMin = least
+			s.derived(envPrestopMin, []string{envPrestopDelay}, why)
+		}
+	}
 	if !s.set[envMaxDelay] {
 		if d := max(c.HelloDelay, min(c.MaxDelay, c.ShutdownTimeout-RequestSpare), 0); d != c.MaxDelay {
 			c.MaxDelay = d
@@ -195,8 +209,13 @@ func (s *settled) fitPhases() {
 	case s.set[envJobDuration]:
 		workCap = c.JobDuration
 	}
+	prestopNeed := leastPrestop // what a minimum set needs of the maximum
+	if s.set[envPrestopMin] {
+		prestopNeed = max(leastPrestop, c.PrestopMin)
+	}
 	all := []phase{
-		{key: envPrestopDelay, p: &c.PrestopDelay, def: s.def.PrestopDelay, least: leastPrestop, need: leastPrestop},
+		{key: envPrestopDelay, p: &c.PrestopDelay, def: s.def.PrestopDelay, least: leastPrestop,
+			need: prestopNeed, needBy: []string{envPrestopMin}},
 		{key: envShutdownTimeout, p: &c.ShutdownTimeout, def: s.def.ShutdownTimeout, least: leastShutdown,
 			need: max(leastShutdown, delayCap+RequestSpare), needBy: []string{delayBy}},
 		{key: envDrainTimeout, p: &c.DrainTimeout, def: s.def.DrainTimeout, least: leastDrain,
@@ -287,6 +306,7 @@ func (s *settled) fitPhases() {
 
 // whyNeed says why a phase grows to what a cap needs of it.
 var whyNeed = map[string]string{
+	envPrestopDelay:    "the preStop delay's maximum must hold its minimum",
 	envShutdownTimeout: fmt.Sprintf("a request as long as the cap on ?delay= must finish within it with %s spare", RequestSpare),
 	envDrainTimeout:    fmt.Sprintf("the longest job (+%s) must finish within its drain budget, 95%% of it", JobAllowance),
 }

@@ -41,6 +41,7 @@ func TestLoadDerives(t *testing.T) {
 				"LAMEDUCK_PRESTOP_DELAY=1.8s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=10s (set): ",
 				"LAMEDUCK_SHUTDOWN_TIMEOUT=5.4s (default 15s) derived from LAMEDUCK_GRACE_PERIOD=10s (set): ",
 				"LAMEDUCK_DRAIN_TIMEOUT=1.8s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=10s (set): ",
+				"LAMEDUCK_PRESTOP_MIN=1.8s (default 5s) derived from LAMEDUCK_PRESTOP_DELAY=1.8s (derived): ",
 			}},
 		{"a short grace period cascades to the caps",
 			map[string]string{"LAMEDUCK_GRACE_PERIOD": "5s"},
@@ -52,17 +53,20 @@ func TestLoadDerives(t *testing.T) {
 				"LAMEDUCK_PRESTOP_DELAY=1s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=5s (set): ",
 				"LAMEDUCK_SHUTDOWN_TIMEOUT=2s (default 15s) derived from LAMEDUCK_GRACE_PERIOD=5s (set): ",
 				"LAMEDUCK_DRAIN_TIMEOUT=1s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=5s (set): ",
+				"LAMEDUCK_PRESTOP_MIN=1s (default 5s) derived from LAMEDUCK_PRESTOP_DELAY=1s (derived): ",
 				"LAMEDUCK_MAX_DELAY=1s (default 4s) derived from LAMEDUCK_SHUTDOWN_TIMEOUT=2s (derived): ",
 				"LAMEDUCK_MAX_WORK=948ms (default 1s) derived from LAMEDUCK_DRAIN_TIMEOUT=1s (derived): ",
 			}},
 		{"the platform sets the grace period, the team the preStop delay",
 			map[string]string{"LAMEDUCK_GRACE_PERIOD": "10s", "LAMEDUCK_PRESTOP_DELAY": "3s"},
 			func(c config.Config) bool {
-				return c.PrestopDelay == 3*time.Second && c.ShutdownTimeout == 4500*time.Millisecond && c.DrainTimeout == 1500*time.Millisecond
+				return c.PrestopDelay == 3*time.Second && c.PrestopMin == 3*time.Second &&
+					c.ShutdownTimeout == 4500*time.Millisecond && c.DrainTimeout == 1500*time.Millisecond
 			},
 			[]string{
 				"LAMEDUCK_SHUTDOWN_TIMEOUT=4.5s (default 15s) derived from LAMEDUCK_GRACE_PERIOD=10s (set), LAMEDUCK_PRESTOP_DELAY=3s (set): ",
 				"LAMEDUCK_DRAIN_TIMEOUT=1.5s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=10s (set), LAMEDUCK_PRESTOP_DELAY=3s (set): ",
+				"LAMEDUCK_PRESTOP_MIN=3s (default 5s) derived from LAMEDUCK_PRESTOP_DELAY=3s (set): the preStop delay is fixed",
 				"LAMEDUCK_MAX_DELAY=3.5s (default 4s) derived from LAMEDUCK_SHUTDOWN_TIMEOUT=4.5s (derived): ",
 			}},
 		{"a phase grows to a cap set above it, the others make room",
@@ -75,7 +79,26 @@ func TestLoadDerives(t *testing.T) {
 				"LAMEDUCK_PRESTOP_DELAY=4s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=30s (default), LAMEDUCK_SHUTDOWN_TIMEOUT=21s (derived): ",
 				"LAMEDUCK_SHUTDOWN_TIMEOUT=21s (default 15s) derived from LAMEDUCK_MAX_DELAY=20s (set): ",
 				"LAMEDUCK_DRAIN_TIMEOUT=4s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=30s (default), LAMEDUCK_SHUTDOWN_TIMEOUT=21s (derived): ",
+				"LAMEDUCK_PRESTOP_MIN=4s (default 5s) derived from LAMEDUCK_PRESTOP_DELAY=4s (derived): ",
 			}},
+		{"the preStop delay's maximum grows to a minimum set above it, the others make room",
+			map[string]string{"LAMEDUCK_PRESTOP_MIN": "10s"},
+			func(c config.Config) bool {
+				return c.PrestopMin == 10*time.Second && c.PrestopDelay == 10*time.Second &&
+					c.ShutdownTimeout == 14200*time.Millisecond && c.DrainTimeout == 4700*time.Millisecond
+			},
+			[]string{
+				"LAMEDUCK_PRESTOP_DELAY=10s (default 5s) derived from LAMEDUCK_PRESTOP_MIN=10s (set): the preStop delay's maximum must hold its minimum",
+				"LAMEDUCK_SHUTDOWN_TIMEOUT=14.2s (default 15s) derived from LAMEDUCK_GRACE_PERIOD=30s (default), LAMEDUCK_PRESTOP_DELAY=10s (derived): ",
+				"LAMEDUCK_DRAIN_TIMEOUT=4.7s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=30s (default), LAMEDUCK_PRESTOP_DELAY=10s (derived): ",
+			}},
+		{"a minimum set under the maximum makes the delay adaptive, and moves nothing",
+			map[string]string{"LAMEDUCK_PRESTOP_MIN": "1s", "LAMEDUCK_PRESTOP_DELAY": "8s", "LAMEDUCK_PRESTOP_QUIET": "500ms"},
+			func(c config.Config) bool {
+				return c.PrestopMin == time.Second && c.PrestopDelay == 8*time.Second && c.PrestopQuiet == 500*time.Millisecond &&
+					len(c.Warnings()) == 0
+			},
+			nil}, // 8s + 15s + 5s + 1s fit in 30s
 		{"a cap grows to the default set above it",
 			map[string]string{"LAMEDUCK_JOB_DURATION": "2s"},
 			func(c config.Config) bool { return c.MaxWork == 2*time.Second },
@@ -164,6 +187,15 @@ func TestLoadRefusesOnlyConflictsBetweenValuesSet(t *testing.T) {
 			[]string{"LAMEDUCK_GRACE_PERIOD: 4s is too short", "LAMEDUCK_GRACE_PERIOD=4s (set)",
 				"LAMEDUCK_SHUTDOWN_TIMEOUT=2s (derived; default 15s)",
 				"fix: LAMEDUCK_GRACE_PERIOD=5s, with the pod's terminationGracePeriodSeconds"}},
+		{"a preStop delay's minimum set over its maximum set",
+			map[string]string{"LAMEDUCK_PRESTOP_MIN": "6s", "LAMEDUCK_PRESTOP_DELAY": "4s"},
+			[]string{"LAMEDUCK_PRESTOP_MIN: 6s exceeds LAMEDUCK_PRESTOP_DELAY (4s)", "LAMEDUCK_PRESTOP_MIN=6s (set)",
+				"LAMEDUCK_PRESTOP_DELAY=4s (set)", "fix: LAMEDUCK_PRESTOP_MIN=4s (or LAMEDUCK_PRESTOP_DELAY=6s)"}},
+		{"a preStop delay's minimum set beyond the default grace period",
+			map[string]string{"LAMEDUCK_PRESTOP_MIN": "28s"},
+			[]string{"LAMEDUCK_PRESTOP_MIN: 28s exceeds LAMEDUCK_PRESTOP_DELAY (26s)", "LAMEDUCK_PRESTOP_MIN=28s (set)",
+				"LAMEDUCK_PRESTOP_DELAY=26s (derived; default 5s)", "LAMEDUCK_GRACE_PERIOD=30s (default)",
+				"fix: LAMEDUCK_PRESTOP_MIN=26s (or LAMEDUCK_GRACE_PERIOD=32s"}},
 		{"a preStop delay set beyond the default grace period",
 			map[string]string{"LAMEDUCK_PRESTOP_DELAY": "28s"},
 			[]string{"LAMEDUCK_GRACE_PERIOD: 30s is too short", "LAMEDUCK_GRACE_PERIOD=30s (default)",

@@ -62,6 +62,8 @@ const (
 	envQueueSize       = Prefix + "_QUEUE_SIZE"
 	envWorkers         = Prefix + "_WORKERS"
 	envPrestopDelay    = Prefix + "_PRESTOP_DELAY"
+	envPrestopMin      = Prefix + "_PRESTOP_MIN"
+	envPrestopQuiet    = Prefix + "_PRESTOP_QUIET"
 	envShutdownTimeout = Prefix + "_SHUTDOWN_TIMEOUT"
 	envDrainTimeout    = Prefix + "_DRAIN_TIMEOUT"
 	envGracePeriod     = Prefix + "_GRACE_PERIOD"
@@ -74,6 +76,10 @@ func (c *Config) field(key string) any {
 	switch key {
 	case envPrestopDelay:
 		return &c.PrestopDelay
+	case envPrestopMin:
+		return &c.PrestopMin
+	case envPrestopQuiet:
+		return &c.PrestopQuiet
 	case envShutdownTimeout:
 		return &c.ShutdownTimeout
 	case envDrainTimeout:

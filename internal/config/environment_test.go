@@ -107,7 +107,7 @@ func TestUsageGroups(t *testing.T) {
 		t.Errorf("Usage lists\n%q\nwant\n%q", listed, want)
 	}
 	groups := map[string][]string{
-		"Shutdown budget": {"PRESTOP_DELAY", "SHUTDOWN_TIMEOUT", "DRAIN_TIMEOUT", "GRACE_PERIOD"},
+		"Shutdown budget": {"PRESTOP_DELAY", "PRESTOP_MIN", "PRESTOP_QUIET", "SHUTDOWN_TIMEOUT", "DRAIN_TIMEOUT", "GRACE_PERIOD"},
 		"Requests":        {"HELLO_DELAY", "MAX_DELAY", "MAX_CONNS", "MAX_REQUESTS", "READ_HEADER_TIMEOUT", "IDLE_TIMEOUT"},
 		"Jobs":            {"QUEUE_SIZE", "WORKERS", "JOB_DURATION", "MAX_WORK", "MAX_BODY", "IDEMPOTENCY_TTL"},
 		"Logging":         {"LOG_FORMAT", "LOG_LEVEL"},
@@ -126,6 +126,8 @@ func TestUsageGroups(t *testing.T) {
 		"GRACE_PERIOD is never derived",
 		"in proportion to their defaults, none below 1s, 2s and 1s",
 		"SHUTDOWN_TIMEOUT left unset grows to hold MAX_DELAY + 1s",
+		"in between it ends once no connection or request has arrived for PRESTOP_QUIET",
+		"PRESTOP_DELAY left unset grows to a PRESTOP_MIN set above it",
 		"MAX_DELAY + 1s must fit in SHUTDOWN_TIMEOUT",
 		"QUEUE_SIZE left unset shrinks",
 		"LAMEDUCK_LOG_FORMAT String auto",

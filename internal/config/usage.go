@@ -17,11 +17,13 @@ type group struct {
 
 var groups = []group{
 	{"Shutdown budget: after SIGTERM, in this order",
-		[]string{"PRESTOP_DELAY", "SHUTDOWN_TIMEOUT", "DRAIN_TIMEOUT", "GRACE_PERIOD"},
+		[]string{"PRESTOP_DELAY", "PRESTOP_MIN", "PRESTOP_QUIET", "SHUTDOWN_TIMEOUT", "DRAIN_TIMEOUT", "GRACE_PERIOD"},
 		[]string{
 			fmt.Sprintf("PRESTOP_DELAY + SHUTDOWN_TIMEOUT + DRAIN_TIMEOUT + %s must fit in GRACE_PERIOD.", GraceSpare),
+			"The preStop delay lasts at least PRESTOP_MIN and at most PRESTOP_DELAY, which the budget counts; in between it ends once no connection or request has arrived for PRESTOP_QUIET. PRESTOP_MIN equal to PRESTOP_DELAY makes it fixed.",
+			prestopMinRule(),
 			"GRACE_PERIOD is never derived: set it to the pod's terminationGracePeriodSeconds, and the phases left unset follow it.",
-			fmt.Sprintf("Phases left unset share what GRACE_PERIOD leaves (less the phases set and %s) in proportion to their defaults, none below %s, %s and %s in the order above.",
+			fmt.Sprintf("Phases left unset share what GRACE_PERIOD leaves (less the phases set and %s) in proportion to their defaults, none below %s, %s and %s (PRESTOP_DELAY, SHUTDOWN_TIMEOUT, DRAIN_TIMEOUT).",
 				GraceSpare, leastPrestop, leastShutdown, leastDrain),
 			fmt.Sprintf("SHUTDOWN_TIMEOUT left unset grows to hold MAX_DELAY + %s when MAX_DELAY (or HELLO_DELAY) is set above what it holds; DRAIN_TIMEOUT to hold MAX_WORK + %s in 95%% of it when MAX_WORK (or JOB_DURATION) is.",
 				RequestSpare, JobAllowance),
@@ -47,6 +49,15 @@ var groups = []group{
 	{"Listeners",
 		[]string{"HTTP_ADDR", "ADMIN_ADDR"},
 		[]string{"HTTP_ADDR and ADMIN_ADDR must differ (unless both end in :0, any free port)."}},
+}
+
+// prestopMinRule says how PRESTOP_MIN and PRESTOP_DELAY derive from each other.
+func prestopMinRule() string {
+	rule := "PRESTOP_MIN left unset shrinks to PRESTOP_DELAY"
+	if d := defaultConfig(); d.PrestopMin == d.PrestopDelay {
+		rule = "PRESTOP_MIN left unset follows PRESTOP_DELAY (the default delay is fixed)"
+	}
+	return rule + "; PRESTOP_DELAY left unset grows to a PRESTOP_MIN set above it."
 }
 
 // usageIntro comes before the groups. No line starts with a variable's name:
