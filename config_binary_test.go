@@ -43,8 +43,9 @@ func TestConfigDerivedFromOneVariable(t *testing.T) {
 				"LAMEDUCK_PRESTOP_DELAY=1.8s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=10s (set)",
 				"LAMEDUCK_SHUTDOWN_TIMEOUT=5.4s (default 15s) derived from LAMEDUCK_GRACE_PERIOD=10s (set)",
 				"LAMEDUCK_DRAIN_TIMEOUT=1.8s (default 5s) derived from LAMEDUCK_GRACE_PERIOD=10s (set)",
+				"LAMEDUCK_PRESTOP_MIN=1.8s (default 5s) derived from LAMEDUCK_PRESTOP_DELAY=1.8s (derived)",
 			},
-			"9s", map[string]string{"prestop_delay": "1.8s", "shutdown_timeout": "5.4s", "drain_timeout": "1.8s"},
+			"9s", map[string]string{"prestop_delay": "1.8s", "prestop_min": "1.8s", "shutdown_timeout": "5.4s", "drain_timeout": "1.8s"},
 			"/hello?delay=4s", "/hello?delay=4001ms"},
 	}
 	for _, tt := range tests {

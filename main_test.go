@@ -166,8 +166,8 @@ func summary(t *testing.T, p *proc) map[string]float64 {
 	rec := p.waitRecord("shutdown complete", 5*time.Second)
 	out := map[string]float64{}
 	for _, k := range []string{"jobs_accepted", "jobs_processed", "jobs_dropped", "requests_cut",
-		"requests_after_signal", "connections_peak", "connections_refused", "requests_refused",
-		"prestop_seconds", "http_seconds", "queue_seconds", "total_seconds"} {
+		"requests_after_signal", "connections_peak", "connections_refused", "requests_refused", "requests_late",
+		"prestop_seconds", "prestop_last_arrival_seconds", "http_seconds", "queue_seconds", "total_seconds"} {
 		v, ok := rec[k].(float64)
 		if !ok {
 			t.Fatalf("shutdown complete record lacks %s: %v", k, rec)
@@ -182,8 +182,9 @@ func refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 // TestShutdownSequence drives the whole sequence on the real binary: an
 // in-flight slow request and queued jobs survive SIGTERM, readiness flips at
 // once while liveness stays green, responses during the preStop delay carry
-// Connection: close, jobs posted during it are accepted and processed, new
-// connections are refused after it, and the exit is clean and prompt.
+// Connection: close, jobs posted during it are accepted and processed, a new
+// connection after it is answered 503 (late) and one after the exit is
+// refused, and the exit is clean and prompt.
 func TestShutdownSequence(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -255,13 +256,15 @@ func TestShutdownSequence(t *testing.T) {
 	}
 	ids = append(ids, postJob(t, keep, app, "300ms"))
 
-	// 3. After the delay the listener is closed: a new connection is refused.
-	waitFor(t, prestop+3*time.Second, "connection refused", func() bool {
-		_, err := status(app + "/hello")
-		return refused(err)
-	})
-	if closed := time.Since(signalled); closed < prestop-50*time.Millisecond {
-		t.Errorf("listener closed %s after SIGTERM; want no sooner than the preStop delay %s", closed, prestop)
+	// 3. After the delay a request is late: a new connection is answered 503
+	// at once, with Retry-After and Connection: close, not refused (the
+	// listener stays open until the exit).
+	p.waitRecord("prestop ended", prestop+3*time.Second)
+	if ended := time.Since(signalled); ended < prestop-50*time.Millisecond {
+		t.Errorf("the preStop delay ended %s after SIGTERM; want no sooner than %s", ended, prestop)
+	}
+	if code, err := status(app + "/hello"); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /hello on a new connection after the preStop delay = %d, %v; want 503, late", code, err)
 	}
 
 	// The in-flight requests still get their answers. Both were in flight
@@ -292,6 +295,12 @@ func TestShutdownSequence(t *testing.T) {
 	}
 	if s["requests_after_signal"] < 2 {
 		t.Errorf("requests_after_signal = %v; want at least 2", s["requests_after_signal"])
+	}
+	if s["requests_late"] != 1 {
+		t.Errorf("requests_late = %v; want 1", s["requests_late"])
+	}
+	if _, err := status(app + "/hello"); !refused(err) {
+		t.Errorf("GET /hello after the exit: %v; want connection refused", err)
 	}
 	processed := map[string]bool{}
 	for _, r := range p.all("job processed") {
@@ -466,9 +475,11 @@ func metric(t *testing.T, admin, name string) float64 {
 // load asks 400/s), then SIGTERM while the load goes on. Every 202 must be
 // processed (exit 0, 0 dropped), and every answer must be a 202, a 400 (asked
 // for on purpose: ?work= and ?delay= the shutdown could not finish) or a 503
-// with an honest Retry-After. "until the listener closes" is the hard case:
-// the queue closes with a backlog at the admission's limit, and the drain
-// must finish it within LAMEDUCK_DRAIN_TIMEOUT.
+// with an honest Retry-After; after the preStop delay, every answer is the
+// late one (503, Retry-After: 1, Connection: close), counted exactly in
+// requests_late. "until the listener closes" is the hard case: the queue
+// closes with a backlog at the admission's limit, and the drain must finish
+// it within LAMEDUCK_DRAIN_TIMEOUT while the load goes on, answered late.
 func TestOverloadLosesNothing(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -481,7 +492,7 @@ func TestOverloadLosesNothing(t *testing.T) {
 	)
 	tests := []struct {
 		name  string
-		after time.Duration // of load after SIGTERM; the listener closes at the preStop delay's end
+		after time.Duration // of load after SIGTERM; the listener closes at the exit
 	}{
 		{"load goes on 2s after SIGTERM", 2 * time.Second},
 		{"load goes on until the listener closes", time.Minute},
@@ -499,8 +510,8 @@ func TestOverloadLosesNothing(t *testing.T) {
 
 			code := p.wait(prestop + 15*time.Second + drain + 10*time.Second)
 			s := summary(t, p)
-			t.Logf("offered %d requests at %.0f/s: %d accepted (202), %d refused (503), %d bad requests (400); backlog %.2fs at SIGTERM; shutdown %v",
-				r.sent, r.rate, len(r.ids), r.unavailable, r.bad, backlog, s)
+			t.Logf("offered %d requests at %.0f/s: %d accepted (202), %d refused (503), %d bad requests (400), %d late (503); backlog %.2fs at SIGTERM; shutdown %v",
+				r.sent, r.rate, len(r.ids), r.unavailable, r.bad, r.late, backlog, s)
 			if code != 0 {
 				t.Errorf("exit code = %d; want 0", code)
 			}
@@ -523,6 +534,9 @@ func TestOverloadLosesNothing(t *testing.T) {
 			}
 			if int(byReason) != r.unavailable {
 				t.Errorf("jobs_rejected %v adds up to %.0f; want the %d answers 503 the client saw", rejected, byReason, r.unavailable)
+			}
+			if s["requests_late"] != float64(r.late) {
+				t.Errorf("requests_late = %v; want the %d late answers the client saw", s["requests_late"], r.late)
 			}
 			if backlog <= 4 || backlog > 4.75 {
 				t.Errorf("lameduck_jobs_backlog_seconds under overload = %v; want near the 4.75 s drain budget, never over it", backlog)
@@ -572,10 +586,10 @@ type overload struct {
 	stopped   atomic.Int64 // unix nanoseconds when the listener was found closed, or 0
 	dishonest atomic.Int64 // 503s without a Retry-After within the budget
 
-	mu                     sync.Mutex
-	ids                    []string
-	sent, bad, unavailable int
-	rate                   float64
+	mu                           sync.Mutex
+	ids                          []string
+	sent, bad, unavailable, late int
+	rate                         float64
 }
 
 const overloadClients = 16
@@ -630,7 +644,7 @@ func (l *overload) one(c *http.Client, base string, i int64) bool {
 		resp, err = c.Post(base+"/jobs", "application/json", strings.NewReader(`{}`))
 	}
 	if err != nil {
-		// After the preStop delay the listener closes: that ends the load.
+		// At the exit the listener closes: that ends the load.
 		if refused(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) {
 			l.stopped.CompareAndSwap(0, time.Now().UnixNano())
 			return false
@@ -644,6 +658,8 @@ func (l *overload) one(c *http.Client, base string, i int64) bool {
 	defer l.mu.Unlock()
 	l.sent++
 	switch {
+	case isLate(resp, body): // after the preStop delay, whatever was asked
+		l.late++
 	case kind != "POST /jobs":
 		if resp.StatusCode != http.StatusBadRequest || strings.Count(string(body), "\n") != 1 {
 			l.t.Errorf("%s = %d %q; want 400 with a one-line reason", kind, resp.StatusCode, body)

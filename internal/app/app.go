@@ -39,6 +39,11 @@ var (
 // return (their contexts are cancelled) before the queue closes.
 const handlerExit = 500 * time.Millisecond
 
+// lateLinger bounds how long the app listener's close waits for late
+// requests being answered (each is answered at once); it is taken from the
+// 1 s the budget leaves spare, as handlerExit is, which it cannot follow.
+const lateLinger = 100 * time.Millisecond
+
 // goAwayLinger bounds how long the HTTP phase waits, once no request is in
 // flight, for the connections to close by themselves: net/http closes an
 // HTTP/2 connection 1 s after its GOAWAY (see goAway).
@@ -87,11 +92,13 @@ type service struct {
 	handler appHandler     // the app requests
 	info    health.BuildInfo
 
-	app, admin     *http.Server
-	appLn, adminLn net.Listener
-	appServed      chan struct{}           // closed once the app's Serve has returned
-	cut            context.CancelCauseFunc // cancels every app request's context with server.ErrCut
-	serving        sync.WaitGroup          // the two Serve goroutines
+	app, admin *http.Server
+	late       *http.Server // answers late arrivals on the app listener, from the preStop delay's end to the exit
+	appLn      *conns.Listener
+	adminLn    net.Listener
+	appServed  chan struct{}           // closed once the app's Serve has returned
+	cut        context.CancelCauseFunc // cancels every app request's context with server.ErrCut
+	serving    sync.WaitGroup          // the two Serve goroutines
 }
 
 // appHandler is what the service needs of the app handler (server.Handler).
@@ -99,6 +106,8 @@ type appHandler interface {
 	http.Handler
 	InFlight() int64                // requests in the handler now
 	ShortenBodies(cutoff time.Time) // no body read lasts past cutoff
+	LastArrival() time.Time         // when a request last arrived while draining
+	Late()                          // every request from now on is answered 503 at once
 }
 
 // newService listens on both addresses and builds every part.
@@ -139,17 +148,22 @@ func newService(cfg config.Config, logger *slog.Logger, info health.BuildInfo) (
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	s.app = &http.Server{
-		Handler:           handler,
-		Protocols:         &protocols,
-		HTTP2:             h2Limits(),
-		ConnState:         s.conns.Hook,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ErrorLog:          errorLog,
+	appServer := func() *http.Server {
+		return &http.Server{
+			Handler:           handler,
+			Protocols:         &protocols,
+			HTTP2:             h2Limits(),
+			ConnState:         s.conns.Hook,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			BaseContext:       func(net.Listener) context.Context { return base },
+			ErrorLog:          errorLog,
+		}
 	}
+	// The same handler behind both: once the preStop delay is over, it
+	// answers every request late (server.Handler.Late).
+	s.app, s.late = appServer(), appServer()
 	s.admin = &http.Server{
 		Handler:           health.NewHandler(s.gate, reg, reg, info),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -214,6 +228,7 @@ const h2MaxStreams = 16
 func (s *service) shutdown(abort context.Context, cause string) error {
 	start := time.Now()
 	s.logger.Info("shutdown started", "cause", cause, "prestop_delay", s.cfg.PrestopDelay.String(),
+		"prestop_min", s.cfg.PrestopMin.String(), "prestop_quiet", s.cfg.PrestopQuiet.String(),
 		"shutdown_timeout", s.cfg.ShutdownTimeout.String(), "drain_timeout", s.cfg.DrainTimeout.String())
 	defer s.admin.Close() // 6. The admin listener closes last.
 
@@ -221,14 +236,23 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	// (on HTTP/2, net/http turns it into a GOAWAY on that connection).
 	s.gate.Close()
 
-	// 2. preStop: keep serving everything while endpoints stop routing here.
-	sleep(abort, s.cfg.PrestopDelay)
+	// 2. preStop: keep serving everything while endpoints stop routing here,
+	// until no connection or request has arrived for the quiet period (at
+	// least the minimum, at most the maximum; or a fixed delay).
+	end, last := s.prestop(abort, start)
 	prestop := time.Since(start)
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhasePrestop).Set(prestop.Seconds())
+	s.logger.Info("prestop ended", "prestop_end", end, "prestop_seconds", seconds(prestop),
+		"prestop_last_arrival_seconds", seconds(last))
 
-	// 3. Stop listening; wait for in-flight requests (they may still enqueue);
-	// then close the idle connections, HTTP/2 ones after a GOAWAY.
+	// 3. Requests from now on are late: answered 503 at once, never waited
+	// for. The app server stops accepting and the late server takes its
+	// listener over, so that a connection still sent here is answered, not
+	// refused. Wait for in-flight requests (they may still enqueue); then
+	// close the idle connections, HTTP/2 ones after a GOAWAY.
 	t := time.Now()
+	s.handler.Late()
+	s.serveLate()
 	cut := s.shutdownHTTP(abort)
 	httpPhase := time.Since(t)
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhaseHTTP).Set(httpPhase.Seconds())
@@ -245,7 +269,9 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	queuePhase := time.Since(t)
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhaseQueue).Set(queuePhase.Seconds())
 
-	// 5. One honest account.
+	// 5. Only now are connections refused: the app listener closes, with
+	// the late arrivals' connections. Then one honest account.
+	s.closeLate(abort)
 	record := []any{
 		"jobs_accepted", stats.Accepted, "jobs_processed", stats.Processed, "jobs_dropped", stats.Dropped,
 		"requests_cut", cut, "requests_after_signal", metrics.Sum(s.metrics.RequestsAfterSignal),
@@ -254,7 +280,9 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 		"connections_reclaimed", s.conns.Reclaimed(),
 		"requests_refused", metrics.Sum(s.metrics.RequestsRefused),
 		"jobs_rejected", s.rejectedByReason(),
-		"prestop_seconds", seconds(prestop), "http_seconds", seconds(httpPhase),
+		"requests_late", metrics.Sum(s.metrics.RequestsLate),
+		"prestop_seconds", seconds(prestop), "prestop_end", end, "prestop_last_arrival_seconds", seconds(last),
+		"http_seconds", seconds(httpPhase),
 		"queue_seconds", seconds(queuePhase), "total_seconds", seconds(time.Since(start)),
 	}
 	if abort.Err() != nil {
@@ -268,28 +296,122 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	return nil
 }
 
-// shutdownHTTP closes the app listener and waits, at most ShutdownTimeout,
-// for in-flight requests (on HTTP/2, streams). It returns as soon as the last
-// one finishes and the connections are closed, and returns the number of
-// requests still in a handler at the deadline, which it cuts.
+// The ways the preStop delay ends, prestop_end in the exit's account.
+const (
+	prestopQuiet   = "quiet"   // no connection or request arrived for LAMEDUCK_PRESTOP_QUIET
+	prestopMinimum = "minimum" // the quiet period was over before LAMEDUCK_PRESTOP_MIN
+	prestopMaximum = "maximum" // traffic kept arriving until LAMEDUCK_PRESTOP_DELAY
+	prestopFixed   = "fixed"   // LAMEDUCK_PRESTOP_MIN = LAMEDUCK_PRESTOP_DELAY
+	prestopAborted = "aborted" // a second signal
+)
+
+// prestop waits out the preStop delay, which began at start, and returns
+// how it ended and how long after start the last connection or request
+// arrived during it (0 if none did).
+//
+// Between PrestopMin and PrestopDelay it ends once nothing has arrived for
+// PrestopQuiet, as Knative's drainer does: while some kube-proxy still sends
+// new connections here, or a client still sends requests on a connection it
+// has not yet closed (its next response carries Connection: close), the
+// delay goes on. No pod can know that every node has stopped routing to it;
+// a quiet period is the evidence it has, the minimum covers a node that has
+// not yet sent anything, and what still arrives later is answered 503
+// (late) rather than refused.
+func (s *service) prestop(abort context.Context, start time.Time) (end string, last time.Duration) {
+	least, most, quiet := s.cfg.PrestopMin, s.cfg.PrestopDelay, s.cfg.PrestopQuiet
+	lastArrival := func() time.Time {
+		t := start
+		for _, a := range []time.Time{s.handler.LastArrival(), s.conns.LastArrival()} {
+			if a.After(t) {
+				t = a
+			}
+		}
+		return t
+	}
+	if least >= most {
+		sleep(abort, time.Until(start.Add(most)))
+		end = prestopFixed
+	} else {
+		for {
+			a := lastArrival()
+			due, why := a.Add(quiet), prestopQuiet
+			if m := start.Add(least); due.Before(m) {
+				due, why = m, prestopMinimum
+			}
+			if m := start.Add(most); !due.Before(m) {
+				due, why = m, prestopMaximum
+			}
+			if !time.Now().Before(due) {
+				end = why
+				break
+			}
+			sleep(abort, time.Until(due))
+			if abort.Err() != nil {
+				break
+			}
+		}
+	}
+	if abort.Err() != nil {
+		end = prestopAborted
+	}
+	return end, lastArrival().Sub(start)
+}
+
+// serveLate hands the app listener over from the app server to the late
+// server, which serves it until the exit: a connection that arrives after
+// the preStop delay is answered (its requests late: 503, Retry-After,
+// Connection: close) instead of refused, for as long as the shutdown runs.
+// The app server's Serve returns (every connection it accepted is
+// registered by then, with the Tracker and with net/http), so that the HTTP
+// phase can wait for and close its connections alone.
+func (s *service) serveLate() {
+	if err := s.appLn.Detach(); err != nil {
+		s.logger.Warn("late arrivals will be refused", "err", err)
+		_ = s.appLn.Close()
+		<-s.appServed
+		return
+	}
+	<-s.appServed // nothing calls the app listener's Accept any more
+	ln, err := s.appLn.Reattach()
+	if err != nil {
+		s.logger.Warn("late arrivals will be refused", "err", err)
+		_ = s.appLn.Listener.Close()
+		return
+	}
+	s.serving.Go(func() {
+		if err := s.late.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Warn("late arrivals: serve failed", "err", err)
+		}
+	})
+}
+
+// closeLate closes the app listener and the late server's connections. A
+// late request already read still gets its answer, which takes moments:
+// the late server's Shutdown waits for it, at most lateLinger, before Close.
+func (s *service) closeLate(abort context.Context) {
+	ctx, cancel := context.WithTimeout(abort, lateLinger)
+	defer cancel()
+	_ = s.late.Shutdown(ctx)
+	_ = s.late.Close()
+}
+
+// shutdownHTTP waits, at most ShutdownTimeout, for in-flight requests (on
+// HTTP/2, streams), once the app server no longer accepts connections
+// (serveLate). It returns as soon as the last one finishes and the app
+// server's connections are closed, and returns the number of requests still
+// in a handler at the deadline, which it cuts. Late requests are not waited
+// for: they are answered at once.
 //
 // It does not call http.Server.Shutdown while a request may still come in on
 // an open connection: Shutdown marks the server as shutting down, and
 // net/http then closes, unanswered, any HTTP/1.1 request it reads afterwards,
-// such as one on a connection accepted just before the listener closed, or
-// one a keep-alive client sent as it closed. Here such requests are served
-// (with Connection: close, as every response since the signal). Only once
-// no request is in flight does it call Shutdown, for what only Shutdown does:
-// send every HTTP/2 connection a GOAWAY (see goAway).
+// such as one a keep-alive client sent as it closed. Here such requests are
+// answered (late, with Connection: close). Only once no request is in flight
+// does it call Shutdown, for what only Shutdown does: send every HTTP/2
+// connection a GOAWAY (see goAway).
 func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	ctx, cancel := context.WithTimeout(abort, s.cfg.ShutdownTimeout)
 	defer cancel()
-	_ = s.appLn.Close() // new connections are refused from here on
-	// Serve registers (ConnState StateNew) each connection it accepts only
-	// after Accept returns: until Serve has returned, the tracker could see
-	// "quiet" while a last accepted connection is not registered yet, and
-	// Close would then drop it.
-	<-s.appServed
 	// A body still arriving must be in before the deadline: a stalled upload
 	// is timed out (408), not cut.
 	deadline, _ := ctx.Deadline()
@@ -382,8 +504,8 @@ func (s *service) rejectedByReason() map[string]float64 {
 func (s *service) quiet() bool { return s.handler.InFlight() == 0 && s.conns.Busy() == 0 }
 
 // closed reports whether no request is in a handler and every connection
-// has closed.
-func (s *service) closed() bool { return s.handler.InFlight() == 0 && s.conns.Open() == 0 }
+// but the late ones has closed.
+func (s *service) closed() bool { return s.handler.InFlight() == 0 && s.conns.Remaining() == 0 }
 
 // pollEvery is how often the HTTP phase looks whether it may move on.
 const pollEvery = 5 * time.Millisecond

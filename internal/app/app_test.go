@@ -34,8 +34,9 @@ func testConfig() config.Config {
 		IdempotencyTTL: time.Minute, IdempotencyMaxKeys: 100,
 		IdempotencyMaxBytes: 1 << 20, MaxConns: 100, MaxRequests: 100, MaxHeaderBytes: 8192,
 		ReadHeaderTimeout: time.Second, BodyTimeout: time.Second, WriteTimeout: time.Second, IdleTimeout: time.Minute,
-		PrestopDelay: 100 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
-		DrainTimeout: time.Second, GracePeriod: 30 * time.Second,
+		PrestopDelay: 100 * time.Millisecond, PrestopMin: 100 * time.Millisecond, PrestopQuiet: 50 * time.Millisecond,
+		ShutdownTimeout: 2 * time.Second,
+		DrainTimeout:    time.Second, GracePeriod: 30 * time.Second,
 		LogFormat: "json", LogLevel: "info",
 	}
 }
@@ -158,7 +159,7 @@ func TestSignalsDuringShutdown(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
-			cfg.PrestopDelay = 2 * time.Second
+			cfg.PrestopDelay, cfg.PrestopMin = 2*time.Second, 2*time.Second // a fixed delay the signals come in
 			var logs syncBuffer
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

@@ -59,6 +59,7 @@ func TestShutdownWaitsForResetStream(t *testing.T) {
 	}
 
 	begin := time.Now()
+	s.serveLate()
 	cut := s.shutdownHTTP(context.Background())
 	if !finished.Load() {
 		t.Errorf("the HTTP phase ended %s after it began with a reset stream's handler still running; want it to wait for it",
@@ -89,6 +90,8 @@ func (h *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *countingHandler) InFlight() int64         { return h.inflight.Load() }
 func (h *countingHandler) ShortenBodies(time.Time) {}
+func (h *countingHandler) LastArrival() time.Time  { return time.Time{} }
+func (h *countingHandler) Late()                   {}
 
 // newTestService is the service of testConfig, listening on loopback, with
 // next as its app handler, its requests counted; nothing serves yet.
@@ -101,11 +104,14 @@ func newTestService(t *testing.T, next http.Handler) *service {
 		t.Fatal(err)
 	}
 	h := &countingHandler{next: next}
-	s.handler, s.app.Handler = h, h
+	s.handler, s.app.Handler, s.late.Handler = h, h, h
 	t.Cleanup(func() {
 		s.cut(nil)
 		_ = s.adminLn.Close()
 		_ = s.app.Close()
+		_ = s.late.Close()
+		_ = s.appLn.Close()
+		s.serving.Wait()
 		s.queue.Close()
 		s.queue.Drain(context.Background())
 	})

@@ -14,20 +14,23 @@ import (
 
 // holdListener holds the first connection it accepts until release closes,
 // as a Serve goroutine descheduled between Accept and registering the
-// connection would.
+// connection would. detached closes when a deadline in the past is set, as
+// conns.Listener.Detach sets one.
 type holdListener struct {
-	net.Listener
-	accepted, release, closed chan struct{}
-	once, closeOnce           sync.Once
+	*net.TCPListener
+	accepted, release, detached chan struct{}
+	once, detachOnce            sync.Once
 }
 
-func (l *holdListener) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
-	return l.Listener.Close()
+func (l *holdListener) SetDeadline(t time.Time) error {
+	if !t.IsZero() && t.Before(time.Now()) {
+		l.detachOnce.Do(func() { close(l.detached) })
+	}
+	return l.TCPListener.SetDeadline(t)
 }
 
 func (l *holdListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
+	c, err := l.TCPListener.Accept()
 	if err != nil {
 		return nil, err
 	}
@@ -41,14 +44,16 @@ func (l *holdListener) Accept() (net.Conn, error) {
 }
 
 // TestShutdownWaitsForAcceptedConnection: a connection accepted just before
-// the listener closed, but not yet registered by Serve, is served before the
-// HTTP phase ends, not dropped by Close (the race of issue #11).
+// the app server stopped accepting (serveLate), but not yet registered by
+// Serve, is served before the HTTP phase ends, not dropped by Close (the
+// race of issue #11).
 func TestShutdownWaitsForAcceptedConnection(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := &holdListener{Listener: ln, accepted: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
+	held := &holdListener{TCPListener: ln.(*net.TCPListener), accepted: make(chan struct{}), release: make(chan struct{}),
+		detached: make(chan struct{})}
 	var handled atomic.Bool
 	s := newTestService(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		time.Sleep(50 * time.Millisecond)
@@ -74,8 +79,11 @@ func TestShutdownWaitsForAcceptedConnection(t *testing.T) {
 	<-held.accepted // Accept has the connection; Serve has not registered it
 
 	cutc := make(chan int, 1)
-	go func() { cutc <- s.shutdownHTTP(context.Background()) }()
-	<-held.closed
+	go func() {
+		s.serveLate()
+		cutc <- s.shutdownHTTP(context.Background())
+	}()
+	<-held.detached
 	// Hold the connection a while longer, or until the HTTP phase ended
 	// without it (the bug): either way, then let Serve register it.
 	select {

@@ -11,10 +11,18 @@
 // longest-idle keep-alive connections when its free connections run low.
 // A connection serving a request is never reclaimed: only when every slot
 // carries one is a newcomer refused, at once.
+//
+// After the preStop delay the listener's socket passes, open, from the app
+// server to a second server that answers every request late (Detach,
+// Reattach): its connections count against the cap, but the shutdown does not
+// wait for them. The Tracker also notes when the last connection arrived,
+// which the adaptive preStop delay watches (LastArrival).
 package conns
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -77,6 +85,8 @@ type Tracker struct {
 	refused      prometheus.Counter
 	reclaimed    *prometheus.CounterVec
 
+	arrived atomic.Int64 // when a connection last arrived (now), 0 before the first
+
 	mu    sync.Mutex
 	conns map[net.Conn]*conn // open, from Accept until net/http reports them closed
 	peak  int
@@ -110,7 +120,7 @@ func New(max int, reg prometheus.Registerer) *Tracker {
 // Listener returns ln with the cap applied to its Accept. Closing it makes
 // Accept return http.ErrServerClosed, so that http.Server.Serve returns it,
 // as after a Shutdown.
-func (t *Tracker) Listener(ln net.Listener) net.Listener { return &listener{Listener: ln, t: t} }
+func (t *Tracker) Listener(ln net.Listener) *Listener { return &Listener{Listener: ln, t: t} }
 
 // Hook is the http.Server ConnState callback: net/http tells it when a
 // connection starts and ends serving a request (HTTP/2: when its first
@@ -151,15 +161,34 @@ func (t *Tracker) Peak() int {
 	return t.peak
 }
 
+// Remaining returns the number of connections open now but the late ones
+// (see Listener.Reattach): those the shutdown closes once they are idle.
+func (t *Tracker) Remaining() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, c := range t.conns {
+		if !c.late {
+			n++
+		}
+	}
+	return n
+}
+
 // Busy returns the number of connections that serve a request, or are
 // receiving one (for at most 5 s since their first byte, or since they were
-// accepted): what the shutdown waits for before it closes the rest.
+// accepted): what the shutdown waits for before it closes the rest. Late
+// connections are not counted: their requests are answered at once, and
+// nothing waits for them.
 func (t *Tracker) Busy() int {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
 	for _, c := range t.conns {
+		if c.late {
+			continue
+		}
 		switch c.state.Load() {
 		case stateActive:
 			n++
@@ -170,6 +199,17 @@ func (t *Tracker) Busy() int {
 		}
 	}
 	return n
+}
+
+// LastArrival returns when a connection last arrived at the listener
+// (accepted by the kernel and taken by Accept, whether admitted, refused or
+// late), or the zero time if none has.
+func (t *Tracker) LastArrival() time.Time {
+	d := t.arrived.Load()
+	if d == 0 {
+		return time.Time{}
+	}
+	return t.epoch.Add(time.Duration(d))
 }
 
 // Refused and Reclaimed return the totals of the counters, for the exit's account.
@@ -187,7 +227,7 @@ func (t *Tracker) Reclaimed() map[string]float64 {
 // request and nc was closed. At the reserve it reclaims the connections
 // doing nothing longest; at the cap it waits, at most slotWait, for those it
 // reclaimed to close.
-func (t *Tracker) admit(nc net.Conn) *conn {
+func (t *Tracker) admit(nc net.Conn, late bool) *conn {
 	deadline := time.Now().Add(slotWait)
 	t.mu.Lock()
 	for len(t.conns) >= t.max-t.reserve {
@@ -211,7 +251,7 @@ func (t *Tracker) admit(nc net.Conn) *conn {
 		timer.Stop()
 		t.mu.Lock()
 	}
-	c := &conn{Conn: nc, t: t}
+	c := &conn{Conn: nc, t: t, late: late}
 	c.since.Store(t.now())
 	t.conns[c] = c // keyed by what net/http hands Hook: c itself
 	t.peak = max(t.peak, len(t.conns))
@@ -284,31 +324,80 @@ func (t *Tracker) reclaim() (closing int) {
 
 func (t *Tracker) now() int64 { return int64(time.Since(t.epoch)) }
 
-// listener applies the cap to Accept.
-type listener struct {
+// Listener is the app listener: it applies the cap to Accept and notes when
+// each connection arrives. Detach and Reattach hand its socket from one
+// server to another without closing it, so that connections arriving after
+// the preStop delay are answered rather than refused.
+type Listener struct {
 	net.Listener
-	t      *Tracker
-	closed atomic.Bool
+	t        *Tracker
+	late     bool // its connections are late (Reattach)
+	closed   atomic.Bool
+	detached atomic.Bool
 }
 
-func (l *listener) Accept() (net.Conn, error) {
+// Accept waits for a connection, admits it under the cap (see the package
+// comment) and returns it; it returns http.ErrServerClosed once l is closed
+// or detached.
+func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		nc, err := l.Listener.Accept()
 		if err != nil {
-			if l.closed.Load() {
+			if l.closed.Load() || l.detached.Load() {
 				return nil, http.ErrServerClosed
 			}
 			return nil, err
 		}
-		if c := l.t.admit(nc); c != nil {
+		l.t.arrived.Store(max(l.t.now(), 1))
+		if c := l.t.admit(nc, l.late); c != nil {
 			return c, nil
 		}
 	}
 }
 
-func (l *listener) Close() error {
+// Close closes the socket, unless l is detached from it: http.Server.Serve
+// closes its listener as it returns, and after Detach that must not refuse
+// the connections Reattach's listener is there to answer.
+func (l *Listener) Close() error {
+	if l.detached.Load() {
+		return nil
+	}
 	l.closed.Store(true)
 	return l.Listener.Close()
+}
+
+// deadliner is a listener whose Accept a deadline can end (*net.TCPListener).
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// Detach ends l's Accept in progress, and every later one, with
+// http.ErrServerClosed, without closing the socket: connections that arrive
+// from now on wait in its backlog. Call Reattach, once the server serving l
+// has returned from Serve, to accept them again.
+func (l *Listener) Detach() error {
+	d, ok := l.Listener.(deadliner)
+	if !ok {
+		return fmt.Errorf("conns: detach: %T has no SetDeadline", l.Listener)
+	}
+	l.detached.Store(true)
+	if err := d.SetDeadline(time.Unix(1, 0)); err != nil { // a deadline in the past wakes a blocked Accept
+		return fmt.Errorf("conns: detach: %w", err)
+	}
+	return nil
+}
+
+// Reattach returns a new Listener on l's socket, after Detach, for a server
+// that answers late connections. Call it only once nothing calls l's Accept
+// any more: it lifts the deadline that ended it. The connections it admits
+// are late: under the same cap, but Busy and Remaining do not count them,
+// so nothing waits for them. Closing the new Listener closes the socket.
+func (l *Listener) Reattach() (*Listener, error) {
+	if !l.detached.Load() {
+		return nil, errors.New("conns: reattach: the listener is not detached")
+	}
+	if err := l.Listener.(deadliner).SetDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("conns: reattach: %w", err)
+	}
+	return &Listener{Listener: l.Listener, t: l.t, late: true}, nil
 }
 
 // conn is one app connection's record. It notices the first bytes of a
@@ -321,6 +410,7 @@ type conn struct {
 	h2      atomic.Bool  // it began with the HTTP/2 preface
 	h2Ready atomic.Bool  // and its client's first frame is in
 	goAway  atomic.Bool  // reclaimed: its next failed read hands net/http a GOAWAY instead
+	late    bool         // admitted by a Listener from Reattach: nothing waits for it
 	t       *Tracker
 
 	// Used by the one goroutine that reads the connection (net/http never

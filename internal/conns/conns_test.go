@@ -271,3 +271,119 @@ func TestWholeRequestAfterHeaderDeadline(t *testing.T) {
 		t.Errorf("a whole request read after the header deadline = %d; want 200", resp.StatusCode)
 	}
 }
+
+// TestDetachReattach: Detach ends the Serve of the server that used the
+// listener without closing the socket; a connection made meanwhile waits in
+// the backlog and is answered by the server given Reattach's listener. Its
+// connections are late: under the cap (Open), but not in Busy or Remaining,
+// while a connection of the first server still counts until it closes.
+// LastArrival moves with every connection, whichever server takes it.
+func TestDetachReattach(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	tr := conns.New(10, prometheus.NewRegistry())
+	release := make(chan struct{})
+	handler := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				<-release
+			}
+			_, _ = io.WriteString(w, name)
+		})
+	}
+	first := &http.Server{Handler: handler("first"), ConnState: tr.Hook}
+	late := &http.Server{Handler: handler("late"), ConnState: tr.Hook}
+	appLn := tr.Listener(ln)
+	served := make(chan error, 1)
+	go func() { served <- first.Serve(appLn) }()
+	defer first.Close()
+
+	if !tr.LastArrival().IsZero() {
+		t.Errorf("LastArrival() before any connection = %v; want the zero time", tr.LastArrival())
+	}
+	busy := dial(t, addr, "/slow", false) // in flight on the first server throughout
+	waitUntil(t, "the first server's request in flight", func() bool { return tr.Busy() == 1 })
+	before := tr.LastArrival()
+
+	if err := appLn.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-served:
+		if err != http.ErrServerClosed {
+			t.Fatalf("Serve after Detach = %v; want http.ErrServerClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return within 5s of Detach")
+	}
+	// Serve closed its listener as it returned: the socket must stay open.
+	waiting, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatalf("dial after Detach = %v; want the connection to wait in the backlog", err)
+	}
+	defer waiting.Close()
+	if _, err := io.WriteString(waiting, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+
+	lateLn, err := appLn.Reattach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lateDone := make(chan struct{})
+	go func() {
+		defer close(lateDone)
+		_ = late.Serve(lateLn)
+	}()
+	w := client{waiting, bufio.NewReader(waiting)}
+	_ = waiting.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(w.r, nil)
+	if err != nil {
+		t.Fatalf("the connection made while detached: %v; want it answered", err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16))
+	resp.Body.Close()
+	if string(body) != "late" {
+		t.Errorf("the connection made while detached was answered %q; want %q, by the late server", body, "late")
+	}
+	if !tr.LastArrival().After(before) {
+		t.Errorf("LastArrival() = %v after a late connection; want after %v", tr.LastArrival(), before)
+	}
+
+	idle := dial(t, addr, "/slow", false) // a late connection, busy in its handler
+	waitUntil(t, "both connections open", func() bool { return tr.Open() == 3 })
+	if got := tr.Busy(); got != 1 {
+		t.Errorf("Busy() = %d with one request in flight on each server; want 1: late connections are not waited for", got)
+	}
+	if got := tr.Remaining(); got != 1 {
+		t.Errorf("Remaining() = %d; want 1, the first server's connection", got)
+	}
+	close(release)
+	busy.answer(t)
+	idle.answer(t)
+	_ = first.Close()
+	waitUntil(t, "the first server's connection closed", func() bool { return tr.Remaining() == 0 })
+
+	// Closing the late server closes the socket at last.
+	_ = late.Close()
+	<-lateDone
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("dial after the late server closed: connected; want refused")
+	}
+}
+
+// waitUntil polls cond every millisecond for at most 5 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

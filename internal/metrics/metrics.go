@@ -41,6 +41,7 @@ type Metrics struct {
 	Cut                 *prometheus.CounterVec
 	RequestsRefused     prometheus.Counter
 	RequestsAfterSignal prometheus.Counter
+	RequestsLate        prometheus.Counter
 
 	JobsAccepted  prometheus.Counter
 	JobsProcessed prometheus.Counter
@@ -76,6 +77,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "lameduck_http_requests_after_signal_total",
 			Help: "App requests that arrived after SIGTERM: how long endpoint removal took to reach this pod.",
 		}),
+		RequestsLate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lameduck_http_requests_late_total",
+			Help: "App requests (HTTP/2: streams) that arrived after the preStop delay, answered 503 with Retry-After and Connection: close at once; not in lameduck_http_requests_total.",
+		}),
 		JobsAccepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lameduck_jobs_accepted_total", Help: "Jobs accepted into the queue (answered 202).",
 		}),
@@ -103,7 +108,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "lameduck_shutdown_phase_seconds", Help: "Duration of each phase of the last shutdown.",
 		}, []string{"phase"}),
 	}
-	reg.MustRegister(m.Requests, m.Duration, m.Cut, m.RequestsRefused, m.RequestsAfterSignal,
+	reg.MustRegister(m.Requests, m.Duration, m.Cut, m.RequestsRefused, m.RequestsAfterSignal, m.RequestsLate,
 		m.JobsAccepted, m.JobsProcessed, m.JobsRejected, m.JobsDropped, m.QueueDepth, m.Backlog, m.JobLatency,
 		m.ShutdownPhase)
 	// The series every running service has, so that dashboards and alerts

@@ -14,15 +14,46 @@ import (
 
 // chain wraps the mux in the middleware, outermost first:
 //
-//  1. limit: at most max requests in handlers at once, over every connection
+//  1. arrivals: while the service drains, when each request arrives (the
+//     preStop delay ends once none has for a while); once the delay is
+//     over, every request is late and answered 503 at once.
+//  2. limit: at most max requests in handlers at once, over every connection
 //     (an HTTP/2 connection carries several); more are refused at once. It
 //     keeps the one count of requests in flight.
-//  2. instrument: metrics, and Connection: close on every response once
+//  3. instrument: metrics, and Connection: close on every response once
 //     the service drains.
-//  3. timeouts: a body must arrive, and a response go out, in time.
-//  4. checkQuery: a malformed or unknown query parameter is a 400.
+//  4. timeouts: a body must arrive, and a response go out, in time.
+//  5. checkQuery: a malformed or unknown query parameter is a 400.
 func (h *Handler) chain(mux http.Handler, max int, m *metrics.Metrics, gate *health.Gate) http.Handler {
-	return h.limit(instrument(h.timeouts.bound(checkQuery(mux)), m, gate, h.timeouts), max, gate, m)
+	return h.arrivals(h.limit(instrument(h.timeouts.bound(checkQuery(mux)), m, gate, h.timeouts), max, gate, m), gate, m)
+}
+
+// arrivals notes, while gate is draining, when each request arrives
+// (LastArrival): the preStop delay ends once none has for
+// LAMEDUCK_PRESTOP_QUIET. Once the delay is over (Late), a request is late:
+// it is answered at once, before any handler work and outside the count of
+// requests in flight, so that nothing waits for it, with 503, Retry-After: 1
+// (retry now, elsewhere), Connection: close (on HTTP/2, net/http sends a
+// GOAWAY with it) and no body, counted in lameduck_http_requests_late_total.
+// A body it carries gets the body timeout to be discarded, as any body
+// left unread does.
+func (h *Handler) arrivals(next http.Handler, gate *health.Gate, m *metrics.Metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gate.Draining() {
+			if h.late.Load() {
+				m.RequestsLate.Inc()
+				h.timeouts.setWriteDeadline(w)
+				h.timeouts.boundUnread(w, r)
+				w.Header().Set("Retry-After", "1")
+				w.Header().Set("Content-Length", "0")
+				w.Header().Set("Connection", "close")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			h.arrived.Store(max(int64(time.Since(h.epoch)), 1))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // limit lets at most max app requests into next at once. A request over the

@@ -26,12 +26,15 @@ type Handler struct {
 	http.Handler
 	inflight atomic.Int64
 	timeouts *timeouts
+	epoch    time.Time    // arrived counts from it, on the monotonic clock
+	arrived  atomic.Int64 // when a request last arrived while draining (since epoch), 0 before
+	late     atomic.Bool  // the preStop delay is over: every request is late
 }
 
 // New returns the app handler: every route behind the middleware.
 func New(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer,
 	keys *idempotency.Store) *Handler {
-	h := &Handler{timeouts: newTimeouts(cfg.BodyTimeout, cfg.WriteTimeout)}
+	h := &Handler{timeouts: newTimeouts(cfg.BodyTimeout, cfg.WriteTimeout), epoch: time.Now()}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, logger, q, keys)
 	h.Handler = h.chain(mux, cfg.MaxRequests, m, gate)
@@ -45,3 +48,18 @@ func (h *Handler) InFlight() int64 { return h.inflight.Load() }
 // cutoff at the latest (408): the shutdown times a stalled upload out
 // before its deadline would cut it.
 func (h *Handler) ShortenBodies(cutoff time.Time) { h.timeouts.shorten(cutoff) }
+
+// LastArrival returns when a request last arrived while the service was
+// draining (before Late), or the zero time if none has.
+func (h *Handler) LastArrival() time.Time {
+	d := h.arrived.Load()
+	if d == 0 {
+		return time.Time{}
+	}
+	return h.epoch.Add(time.Duration(d))
+}
+
+// Late makes every request from now on late: answered at once with 503,
+// Retry-After and Connection: close, outside the count of requests in
+// flight (see arrivals). The shutdown calls it as the preStop delay ends.
+func (h *Handler) Late() { h.late.Store(true) }

@@ -59,6 +59,22 @@ func (c *timeouts) bound(next http.Handler) http.Handler {
 	})
 }
 
+// boundUnread bounds how long net/http may spend discarding the body of a
+// request whose handler will not read it: the body timeout from now, or
+// until the cutoff, as for a body being read.
+func (c *timeouts) boundUnread(w http.ResponseWriter, r *http.Request) {
+	if c.body <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return
+	}
+	c.mu.Lock()
+	deadline := time.Now().Add(c.body)
+	if !c.cutoff.IsZero() && deadline.After(c.cutoff) {
+		deadline = c.cutoff
+	}
+	c.mu.Unlock()
+	_ = http.NewResponseController(w).SetReadDeadline(deadline)
+}
+
 // setWriteDeadline bounds the sending of a response whose headers go out
 // now (http.Server's WriteTimeout would also count the handler's time); a
 // zero write timeout bounds nothing.
