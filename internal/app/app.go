@@ -242,8 +242,6 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	end, last := s.prestop(abort, start)
 	prestop := time.Since(start)
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhasePrestop).Set(prestop.Seconds())
-	s.logger.Info("prestop ended", "prestop_end", end, "prestop_seconds", seconds(prestop),
-		"prestop_last_arrival_seconds", seconds(last))
 
 	// 3. Requests from now on are late: answered 503 at once, never waited
 	// for. The app server stops accepting and the late server takes its
@@ -252,6 +250,8 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	// close the idle connections, HTTP/2 ones after a GOAWAY.
 	t := time.Now()
 	s.handler.Late()
+	s.logger.Info("prestop ended", "prestop_end", end, "prestop_seconds", seconds(prestop),
+		"prestop_last_arrival_seconds", seconds(last))
 	s.serveLate()
 	cut := s.shutdownHTTP(abort)
 	httpPhase := time.Since(t)
