@@ -21,9 +21,17 @@ type Summary struct {
 	RequestsCut    int64   `json:"requests_cut"`
 	AfterSignal    float64 `json:"requests_after_signal"`
 	PrestopSeconds float64 `json:"prestop_seconds"`
-	HTTPSeconds    float64 `json:"http_seconds"`
-	QueueSeconds   float64 `json:"queue_seconds"`
-	TotalSeconds   float64 `json:"total_seconds"`
+	// PrestopEnd says how the preStop delay ended (quiet, minimum, maximum,
+	// fixed), and PrestopLastArrival when, after the signal, the last
+	// connection or request came during it: when traffic really stopped.
+	PrestopEnd         string  `json:"prestop_end"`
+	PrestopLastArrival float64 `json:"prestop_last_arrival_seconds"`
+	// RequestsLate counts the requests that came after the delay, answered
+	// 503 with Retry-After and Connection: close at once.
+	RequestsLate float64 `json:"requests_late"`
+	HTTPSeconds  float64 `json:"http_seconds"`
+	QueueSeconds float64 `json:"queue_seconds"`
+	TotalSeconds float64 `json:"total_seconds"`
 	// RequestsByCode is the replica's final lameduck_http_requests_total
 	// by code: what its handlers answered.
 	RequestsByCode map[string]float64 `json:"requests_by_code"`
@@ -45,6 +53,9 @@ func (s Summary) Refusals() string {
 	var parts []string
 	if s.ReqsRefused > 0 {
 		parts = append(parts, fmt.Sprintf("503-over-max-requests:%.0f", s.ReqsRefused))
+	}
+	if s.RequestsLate > 0 {
+		parts = append(parts, fmt.Sprintf("503-late:%.0f", s.RequestsLate))
 	}
 	for _, code := range slices.Sorted(maps.Keys(s.RequestsByCode)) {
 		if n := s.RequestsByCode[code]; code != "200" && code != "202" && n > 0 {
@@ -163,12 +174,13 @@ func (l *Ledger) Unprocessed(accepted []string) (missing []string, dropped int) 
 // SummaryTable renders the shutdown summaries, one line each.
 func SummaryTable(ss []Summary) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "  %-28s %8s %9s %7s %4s %8s %7s %7s %7s %5s %7s  %s\n",
-		"replica", "accepted", "processed", "dropped", "cut", "after-sig", "prestop", "http", "queue", "conns", "refused", "other codes")
+	fmt.Fprintf(&b, "  %-28s %8s %9s %7s %4s %8s %7s %-7s %7s %7s %7s %5s %7s  %s\n",
+		"replica", "accepted", "processed", "dropped", "cut", "after-sig", "prestop", "ended", "last-in", "http", "queue",
+		"conns", "refused", "other codes")
 	for _, s := range ss {
-		fmt.Fprintf(&b, "  %-28s %8d %9d %7d %4d %8.0f %6.2fs %6.2fs %6.2fs %5d %7d  %s\n", s.Source, s.JobsAccepted,
-			s.JobsProcessed, s.JobsDropped, s.RequestsCut, s.AfterSignal, s.PrestopSeconds, s.HTTPSeconds, s.QueueSeconds,
-			s.ConnsPeak, s.ConnsRefused, s.Refusals())
+		fmt.Fprintf(&b, "  %-28s %8d %9d %7d %4d %8.0f %6.2fs %-7s %6.2fs %6.2fs %6.2fs %5d %7d  %s\n", s.Source, s.JobsAccepted,
+			s.JobsProcessed, s.JobsDropped, s.RequestsCut, s.AfterSignal, s.PrestopSeconds, s.PrestopEnd, s.PrestopLastArrival,
+			s.HTTPSeconds, s.QueueSeconds, s.ConnsPeak, s.ConnsRefused, s.Refusals())
 	}
 	return b.String()
 }
