@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,7 +24,9 @@ import (
 // positive tests require; requests answered late (503 after the delay) are
 // reported apart. E2E_PRESTOP_COMPARE is the number of rounds per
 // configuration (each: one rollout, or one drain of every worker); 0, the
-// default, skips the test.
+// default, skips the test. E2E_PRESTOP_BUSY says on what machine: "quiet"
+// (as it is), "busy" (one core kept busy by a spinning shell, as another
+// tenant would), or "both" (the default: quiet, then busy).
 func TestPrestopComparison(t *testing.T) {
 	p := readParams(t)
 	rounds, err := strconv.Atoi(getenv("E2E_PRESTOP_COMPARE", "0"))
@@ -43,6 +46,15 @@ func TestPrestopComparison(t *testing.T) {
 			map[string]string{"LAMEDUCK_PRESTOP_DELAY": most, "LAMEDUCK_PRESTOP_MIN": getenv("E2E_PRESTOP_MIN", "1s"),
 				"LAMEDUCK_PRESTOP_QUIET": getenv("E2E_PRESTOP_QUIET", "1s")}},
 	}
+	var conditions []string
+	switch b := getenv("E2E_PRESTOP_BUSY", "both"); b {
+	case "quiet", "busy":
+		conditions = []string{b}
+	case "both":
+		conditions = []string{"quiet", "busy"}
+	default:
+		t.Fatalf("E2E_PRESTOP_BUSY=%q: want quiet, busy or both", b)
+	}
 	m := mix(p.Rate)
 	var table strings.Builder
 	t.Cleanup(func() { // the cluster as installed
@@ -50,29 +62,37 @@ func TestPrestopComparison(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for _, c := range configs {
-		if err := applyValues(c.values); err != nil {
-			t.Fatal(err)
+	for _, cond := range conditions {
+		if cond == "busy" {
+			defer burnCore(t)()
 		}
-		var ds []disruption
-		wantStopped, maxUnavailable := 3, 0 // a rollout replaces every replica, one surge at a time
-		for i := range rounds {
-			var round []disruption
-			if p.Scenario == scenarioDrain {
-				round, maxUnavailable = drains(t)
-				wantStopped = 1
-			} else {
-				round = rollouts(1)
+		for _, c := range configs {
+			name := c.name + ", " + cond
+			if err := applyValues(c.values); err != nil {
+				t.Fatal(err)
 			}
-			for _, d := range round {
-				ds = append(ds, disruption{fmt.Sprintf("%s: %s %d", c.name, d.name, i+1), d.do})
+			var ds []disruption
+			wantStopped, maxUnavailable := 3, 0 // a rollout replaces every replica, one surge at a time
+			for i := range rounds {
+				var round []disruption
+				if p.Scenario == scenarioDrain {
+					round, maxUnavailable = drains(t)
+					wantStopped = 1
+				} else {
+					round = rollouts(1)
+				}
+				for _, d := range round {
+					ds = append(ds, disruption{fmt.Sprintf("%s: %s %d", name, d.name, i+1), d.do})
+				}
 			}
+			o := runUnderLoad(t, m, ds)
+			o.print(t, fmt.Sprintf("preStop comparison, %s: %d disruptions under load (%d req/s asked)", name, len(ds), m.Rate()))
+			o.checkLostNothing(t, p, wantStopped, maxUnavailable)
+			o.checkNoBackPressure(t)
+			row := compareRow(name, o)
+			t.Logf("preStop comparison so far:\n%s", row)
+			table.WriteString(row)
 		}
-		o := runUnderLoad(t, m, ds)
-		o.print(t, fmt.Sprintf("preStop comparison, %s: %d disruptions under load (%d req/s asked)", c.name, len(ds), m.Rate()))
-		o.checkLostNothing(t, p, wantStopped, maxUnavailable)
-		o.checkNoBackPressure(t)
-		compareRow(&table, c.name, o)
 	}
 	report := "\n== preStop delay, fixed against adaptive, in one run\n" + table.String()
 	t.Log(report)
@@ -88,7 +108,8 @@ func TestPrestopComparison(t *testing.T) {
 // disruption's duration (until do returned, and until the pods it stopped
 // had exited), then the stopped pods' delays, how they ended and when their
 // last request came, and what the load saw.
-func compareRow(b *strings.Builder, name string, o outcome) {
+func compareRow(name string, o outcome) string {
+	b := &strings.Builder{}
 	var took, done time.Duration
 	for _, d := range o.disruptions {
 		fmt.Fprintf(b, "  %-32s %-44s done in %7s, its pods exited after %7s\n", name, d.Name,
@@ -115,6 +136,7 @@ func compareRow(b *strings.Builder, name string, o outcome) {
 		seconds(delays), mean(delays), slices.Max(append(delays, 0)), ends, seconds(arrivals), slices.Max(append(arrivals, 0)))
 	fmt.Fprintf(b, "  %-32s load: %d requests, %d failed, %d back-pressure of which %.0f late (503 after the delay)\n", name,
 		o.report.Requests, o.report.Failures, o.report.BackPressure, late)
+	return b.String()
 }
 
 func seconds(v []float64) string {
@@ -134,6 +156,21 @@ func mean(v []float64) float64 {
 		sum += x
 	}
 	return sum / float64(len(v))
+}
+
+// burnCore keeps one core busy with a spinning shell until the function it
+// returns is called.
+func burnCore(t *testing.T) func() {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start a busy loop: %v", err)
+	}
+	t.Logf("one core kept busy (pid %d) from %s", cmd.Process.Pid, time.Now().Format("15:04:05"))
+	return func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
 }
 
 // applyValues installs lameduck with the LAMEDUCK_* values given over the
