@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // The adaptive preStop delay (#25) and the late arrivals after it, on the
@@ -234,15 +237,16 @@ func TestPrestopEndsAtMaximum(t *testing.T) {
 	}
 }
 
-// TestLateArrivalAnswered: after the preStop delay, while the process still
-// finishes its work (a request in flight; or a queue draining), whatever
-// arrives is answered at once with 503, Retry-After: 1 and Connection:
-// close, and takes no job: a new HTTP/1.1 connection (GET and POST /jobs),
-// a request on a keep-alive connection idle since before the signal, and an
-// h2c stream, whose connection also gets a GOAWAY (its client's next request
-// dials anew). The HTTP phase does not wait for them, they are counted in
-// requests_late, the exit is clean, and only after it is a connection
-// refused.
+// TestLateArrivalAnswered: as the preStop delay ends, connections idle since
+// before the signal close (HTTP/2: after a GOAWAY), at once, not at the end
+// of the HTTP phase; after it, while the process still finishes its work (a
+// request in flight; or a queue draining), whatever arrives is answered at
+// once with 503, Retry-After: 1 and Connection: close, and takes no job: a
+// new HTTP/1.1 connection (GET and POST /jobs), a keep-alive client's next
+// request (its pooled connection closed), and an h2c stream, whose
+// connection also gets a GOAWAY (its client's next request dials anew). The
+// HTTP phase does not wait for them, they are counted in requests_late, the
+// exit is clean, and only after it is a connection refused.
 func TestLateArrivalAnswered(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -275,11 +279,28 @@ func TestLateArrivalAnswered(t *testing.T) {
 			if err := getStatusWith(idle, "http://"+addr+"/hello", http.StatusOK); err != nil {
 				t.Fatal(err) // its connection stays in idle's pool, idle, from here on
 			}
+			rawIdle := dialIdle(t, addr)  // HTTP/1.1, answered once, idle from before the signal
+			rawH2C := dialRawH2C(t, addr) // h2c, idle from before the signal
 			slow := tt.busy(t, p)
 			signalled := time.Now()
 			p.signal(syscall.SIGTERM)
 			if end, took, _ := prestopEnded(p, 10*time.Second); end != "fixed" || took < 500*time.Millisecond {
 				t.Errorf("the delay ended (%s) after %s; want fixed, after 500ms", end, took)
+			}
+			// The idle connections close as the delay ends, not when the HTTP
+			// phase does (with a request in flight, 2.5 s later).
+			_ = rawIdle.SetReadDeadline(time.Now().Add(time.Second))
+			if n, err := rawIdle.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Errorf("the HTTP/1.1 connection idle since before SIGTERM, read after the delay = %d, %v; want EOF within 1s, closed", n, err)
+			}
+			goAway := func() *http2.GoAwayFrame {
+				rawH2C.mu.Lock()
+				defer rawH2C.mu.Unlock()
+				return rawH2C.goAway
+			}
+			waitFor(t, time.Second, "a GOAWAY on the h2c connection idle since before SIGTERM", func() bool { return goAway() != nil })
+			if g := goAway(); g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 0 {
+				t.Errorf("the idle h2c connection's GOAWAY = %v, last stream %d; want NO_ERROR, 0", g.ErrCode, g.LastStreamID)
 			}
 
 			// Each late arrival: the answer, its headers, and that it took no job.
@@ -305,7 +326,7 @@ func TestLateArrivalAnswered(t *testing.T) {
 			resp, err = fresh.Post("http://"+addr+"/jobs", "application/json", strings.NewReader(`{}`))
 			check("POST /jobs on a new connection", resp, err)
 			resp, err = idle.Get("http://" + addr + "/hello")
-			check("GET /hello on a keep-alive connection idle since before SIGTERM", resp, err)
+			check("GET /hello of a keep-alive client whose connection closed as the delay ended", resp, err)
 
 			var dials atomic.Int64
 			h2 := h2cClient(&dials)
@@ -353,6 +374,31 @@ func TestLateArrivalAnswered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialIdle opens a connection, has one GET /hello answered on it, and
+// leaves it open and idle.
+func dialIdle(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: lameduck\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("GET /hello = %d, close %t; want 200 with the connection kept", resp.StatusCode, resp.Close)
+	}
+	return c
 }
 
 // getStatus GETs url on a new connection and reports an error unless the

@@ -246,13 +246,16 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	// 3. Requests from now on are late: answered 503 at once, never waited
 	// for. The app server stops accepting and the late server takes its
 	// listener over, so that a connection still sent here is answered, not
-	// refused. Wait for in-flight requests (they may still enqueue); then
-	// close the idle connections, HTTP/2 ones after a GOAWAY.
+	// refused. Connections idle since before the signal close now (HTTP/2
+	// ones after a GOAWAY): their clients' next requests go elsewhere. Wait
+	// for in-flight requests (they may still enqueue); then close what is
+	// left idle.
 	t := time.Now()
 	s.handler.Late()
-	s.logger.Info("prestop ended", "prestop_end", end, "prestop_seconds", seconds(prestop),
-		"prestop_last_arrival_seconds", seconds(last))
 	s.serveLate()
+	idle := s.conns.CloseIdle()
+	s.logger.Info("prestop ended", "prestop_end", end, "prestop_seconds", seconds(prestop),
+		"prestop_last_arrival_seconds", seconds(last), "idle_connections_closed", idle)
 	cut := s.shutdownHTTP(abort)
 	httpPhase := time.Since(t)
 	s.metrics.ShutdownPhase.WithLabelValues(metrics.PhaseHTTP).Set(httpPhase.Seconds())

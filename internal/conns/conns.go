@@ -212,6 +212,34 @@ func (t *Tracker) LastArrival() time.Time {
 	return t.epoch.Add(time.Duration(d))
 }
 
+// CloseIdle closes every connection idle now (between requests; HTTP/2:
+// with no open stream) but the late ones, as a reclaimed one is closed:
+// HTTP/1.1 at once, HTTP/2 after a GOAWAY. It returns how many. The shutdown
+// calls it as the preStop delay ends, so that a client's pooled connection
+// to this pod, idle since before the signal, goes now rather than meet a
+// late answer when the client picks it again. A connection receiving its
+// next request, or serving one, is left alone; one whose read deadline
+// net/http moved just after this one (it had just gone idle) stays open
+// until the HTTP phase closes it.
+func (t *Tracker) CloseIdle() int {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, c := range t.conns {
+		if c.late || !c.state.CompareAndSwap(stateIdle, stateReclaimed) {
+			continue
+		}
+		c.since.Store(now)
+		if c.h2.Load() && c.h2Ready.Load() {
+			c.goAway.Store(true)
+		}
+		_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+		n++
+	}
+	return n
+}
+
 // Refused and Reclaimed return the totals of the counters, for the exit's account.
 func (t *Tracker) Refused() float64 { return value(t.refused) }
 

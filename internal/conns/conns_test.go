@@ -387,3 +387,23 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestCloseIdle: CloseIdle closes the connections idle between requests and
+// leaves one serving a request, which is answered; it counts what it closed.
+func TestCloseIdle(t *testing.T) {
+	release := make(chan struct{})
+	tr, addr := serve(t, 10, release)
+	idle := dial(t, addr, "/", true)
+	busy := dial(t, addr, "/slow", false)
+	waitUntil(t, "one idle, one busy", func() bool { return tr.Open() == 2 && tr.Busy() == 1 })
+	if n := tr.CloseIdle(); n != 1 {
+		t.Errorf("CloseIdle() = %d; want 1, the idle connection", n)
+	}
+	_ = idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.r.ReadByte(); err != io.EOF {
+		t.Errorf("read on the idle connection after CloseIdle = %v; want EOF, closed", err)
+	}
+	close(release)
+	busy.answer(t)
+	waitUntil(t, "the idle connection gone", func() bool { return tr.Open() == 1 })
+}
