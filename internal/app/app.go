@@ -40,8 +40,8 @@ var (
 const handlerExit = 500 * time.Millisecond
 
 // lateLinger bounds how long the app listener's close waits for late
-// requests being answered (each is answered at once); it is taken from the
-// 1 s the budget leaves spare, as handlerExit is, which it cannot follow.
+// requests being answered (each is answered at once). Like handlerExit, it
+// is taken from the 1 s the budget leaves spare; both together fit in it.
 const lateLinger = 100 * time.Millisecond
 
 // goAwayLinger bounds how long the HTTP phase waits, once no request is in
@@ -98,7 +98,7 @@ type service struct {
 	adminLn    net.Listener
 	appServed  chan struct{}           // closed once the app's Serve has returned
 	cut        context.CancelCauseFunc // cancels every app request's context with server.ErrCut
-	serving    sync.WaitGroup          // the two Serve goroutines
+	serving    sync.WaitGroup          // the Serve goroutines: app, admin and, after the preStop delay, late
 }
 
 // appHandler is what the service needs of the app handler (server.Handler).
