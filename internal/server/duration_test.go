@@ -66,39 +66,6 @@ func TestRequestDuration(t *testing.T) {
 	}
 }
 
-// metricValue reads the counter or gauge name{labels} (name, value pairs)
-// from reg, failing the test when it does not exist.
-func metricValue(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue metrics
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no series %s%q", name, labels)
-	return 0
-}
-
 // requestsTotal reads lameduck_http_requests_total{code}, summed over the
 // routes (0 when no series has that code), or, for "cut",
 // lameduck_http_requests_cut_total over the routes.
