@@ -184,8 +184,8 @@ func rollouts(n int) []disruption {
 
 // runUnderLoad runs the disruptions one after another while the load runs.
 // Each is a phase of the load named after it, which lasts until the pods it
-// stopped have left the Service's endpoints and exited, and a second more
-// for kube-proxy; the phases between are "before" and "after <name>". It
+// stopped have left the Service's endpoints and exited, and 3 s more for
+// kube-proxy; the phases between are "before" and "after <name>". It
 // checks the data path before the load (fatal: the run would prove nothing)
 // and after it (in outcome.pathErr).
 func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
@@ -234,7 +234,10 @@ func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
 			t.Errorf("%s: %v", d.name, err)
 		}
 		cancelGrace()
-		pause(ctx, time.Second) // kube-proxy follows the endpoints a moment later
+		// kube-proxy follows the endpoints a moment later: iptables' minimum
+		// sync period is 1 s, and a busy node takes longer (one busy CI run
+		// saw a stale route reset a connection 1 s after the pods were gone).
+		pause(ctx, 3*time.Second)
 		load.Mark("after " + d.name)
 		out.disruptions = append(out.disruptions, disrupted{Name: d.name, Duration: took, Done: done, Stopped: len(stopped),
 			MinAvailable: minAvail, Desired: desired, Unready: unready})
