@@ -609,25 +609,11 @@ func (o outcome) checkFailedForTheRace(t *testing.T, p params) {
 // ends. With Helm the grace period follows (the chart derives it).
 func withPrestop(t *testing.T, d string) {
 	t.Helper()
-	set := func(config map[string]string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-		defer cancel()
-		if err := deploy(ctx, config); err != nil {
-			return err
-		}
-		if env.install != installHelm { // helm upgrade rolled the pods itself
-			if err := env.kube.restart(ctx); err != nil {
-				return err
-			}
-		}
-		_, err := env.kube.waitRollout(ctx)
-		return err
-	}
-	if err := set(map[string]string{"LAMEDUCK_PRESTOP_DELAY": d, "LAMEDUCK_PRESTOP_MIN": d}); err != nil {
+	if err := applyValues(map[string]string{"LAMEDUCK_PRESTOP_DELAY": d, "LAMEDUCK_PRESTOP_MIN": d}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := set(nil); err != nil {
+		if err := applyValues(nil); err != nil {
 			t.Error(err)
 		}
 	})

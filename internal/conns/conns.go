@@ -230,11 +230,7 @@ func (t *Tracker) CloseIdle() int {
 		if c.late || !c.state.CompareAndSwap(stateIdle, stateReclaimed) {
 			continue
 		}
-		c.since.Store(now)
-		if c.h2.Load() && c.h2Ready.Load() {
-			c.goAway.Store(true)
-		}
-		_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+		c.failRead(now, true)
 		n++
 	}
 	return n
@@ -337,11 +333,7 @@ func (t *Tracker) reclaim() (closing int) {
 		// The first time, an idle HTTP/2 connection's read returns a GOAWAY
 		// from the client instead (conn.Read), which net/http answers with
 		// its own GOAWAY before it closes the connection.
-		k.c.since.Store(now)
-		if k.reason == ReasonIdle && k.c.h2.Load() {
-			k.c.goAway.Store(true)
-		}
-		_ = k.c.Conn.SetReadDeadline(time.Unix(1, 0))
+		k.c.failRead(now, k.reason == ReasonIdle)
 		if k.reason != "" {
 			t.reclaimed.WithLabelValues(k.reason).Inc()
 		}
@@ -426,6 +418,17 @@ func (l *Listener) Reattach() (*Listener, error) {
 		return nil, fmt.Errorf("conns: reattach: %w", err)
 	}
 	return &Listener{Listener: l.Listener, t: l.t, late: true}, nil
+}
+
+// failRead ends c, reclaimed at now: it fails the read net/http is blocked
+// in, and, when idle is set and c is an HTTP/2 connection past its client's
+// SETTINGS, has that read hand net/http a client GOAWAY first (Read).
+func (c *conn) failRead(now int64, idle bool) {
+	c.since.Store(now)
+	if idle && c.h2.Load() && c.h2Ready.Load() {
+		c.goAway.Store(true)
+	}
+	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 // conn is one app connection's record. It notices the first bytes of a
