@@ -97,6 +97,11 @@ func TestLoadEachVariableAlone(t *testing.T) {
 		{envMaxWork, "10ms", "", derived{envJobDuration: "10ms"}},
 		{envMaxWork, "10s", "", derived{envDrainTimeout: "10.53s", envPrestopDelay: "4.6s", envPrestopMin: "4.6s", envShutdownTimeout: "13.8s"}},
 		{envMaxWork, "24s", "largest", derived{envDrainTimeout: "25.27s", envPrestopDelay: "1s", envPrestopMin: "1s", envShutdownTimeout: "2.7s", envMaxDelay: "1.7s"}},
+		{Prefix + "_QUEUE_URL", "nats://127.0.0.1:4222", "", nil},
+		{Prefix + "_QUEUE_URL", "nats://a:4222, nats://b:4222,tls://c", "", nil},
+		{Prefix + "_QUEUE_STREAM", "jobs-2_x", "", nil},
+		{Prefix + "_QUEUE_REPLICAS", "2", "smallest", nil}, // 1 is the default
+		{Prefix + "_QUEUE_REPLICAS", "5", "largest", nil},
 		{Prefix + "_IDEMPOTENCY_TTL", "1ms", "smallest", nil},
 		{Prefix + "_IDEMPOTENCY_TTL", "24h", "largest", nil},
 		{Prefix + "_IDEMPOTENCY_MAX_KEYS", "1", "smallest", nil},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -75,7 +76,13 @@ type Config struct {
 	JobDuration time.Duration `split_words:"true" default:"50ms" desc:"simulated work per job (override per job with ?work=)"`
 	MaxWork     time.Duration `split_words:"true" default:"1s" desc:"cap on ?work= (larger is 400)"`
 
-	IdempotencyTTL      time.Duration `split_words:"true" default:"10m" desc:"how long an Idempotency-Key is remembered"`
+	// The queue's engine: empty is the in-memory queue; a nats:// URL is a
+	// NATS JetStream stream shared by every replica (see internal/jetstream).
+	QueueURL      string `split_words:"true" default:"" desc:"empty: the in-memory queue; nats://host:4222 (comma-separated for several): jobs live in a NATS JetStream stream shared by every replica"`
+	QueueStream   string `split_words:"true" default:"LAMEDUCK_JOBS" desc:"with LAMEDUCK_QUEUE_URL: the JetStream stream (and its subject), created if missing"`
+	QueueReplicas int    `split_words:"true" default:"1" desc:"with LAMEDUCK_QUEUE_URL: the stream's replicas (3 to survive the loss of a NATS server); a 202 means stored on a majority of them"`
+
+	IdempotencyTTL      time.Duration `split_words:"true" default:"10m" desc:"how long an Idempotency-Key is remembered (with LAMEDUCK_QUEUE_URL: the stream's de-duplication window, across replicas)"`
 	IdempotencyMaxKeys  int           `split_words:"true" default:"100000" desc:"most Idempotency-Keys remembered at once (oldest forgotten first)"`
 	IdempotencyMaxBytes int64         `split_words:"true" default:"4194304" desc:"most memory in bytes the remembered Idempotency-Keys take, bookkeeping included (oldest forgotten first)"`
 
@@ -155,7 +162,47 @@ const (
 	maxMaxBody   = 1 << 30
 	maxKeys      = 10_000_000
 	maxDuration  = 24 * time.Hour
+	maxReplicas  = 5
 )
+
+// checkQueueURL accepts a comma-separated list of nats:// (or tls://) URLs
+// with a host.
+func checkQueueURL(list string) error {
+	for raw := range strings.SplitSeq(list, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		switch {
+		case err != nil:
+			return fmt.Errorf("%q is not a URL: %w", raw, err)
+		case u.Scheme != "nats" && u.Scheme != "tls":
+			return fmt.Errorf("%q: want nats://host:port (or tls://), got scheme %q", raw, u.Scheme)
+		case u.Host == "":
+			return fmt.Errorf("%q has no host: want nats://host:port", raw)
+		}
+	}
+	return nil
+}
+
+// validStreamName reports whether name can name a JetStream stream and be
+// its subject: one token of letters, digits, '-' and '_'.
+func validStreamName(name string) bool {
+	if name == "" || len(name) > 255 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// AckWait is how long a job fetched from the JetStream stream stays leased
+// to its worker without an ack: LAMEDUCK_MAX_WORK, the longest a job's
+// work may be, within [1s, 30s] (30 s is JetStream's default). A worker
+// sends an in-progress ack every AckWait/3 while a job runs, so a live
+// worker keeps its lease however slow the machine; a killed worker's jobs
+// are redelivered within AckWait of their last ack.
+func (c Config) AckWait() time.Duration { return min(max(c.MaxWork, time.Second), 30*time.Second) }
 
 // checkSyntax reports every LAMEDUCK_ variable set to a value its type
 // cannot parse, and returns their names. The variables and their types come
@@ -257,6 +304,17 @@ func (c Config) rangeProblems() []problem {
 			bad(n.name, "must be between 1 and %d, got %d", n.limit, n.n)
 		}
 	}
+	if c.QueueURL != "" {
+		if err := checkQueueURL(c.QueueURL); err != nil {
+			bad("QUEUE_URL", "%v", err)
+		}
+		if !validStreamName(c.QueueStream) {
+			bad("QUEUE_STREAM", "must be 1 to 255 letters, digits, '-' or '_', got %q", c.QueueStream)
+		}
+		if c.QueueReplicas < 1 || c.QueueReplicas > maxReplicas {
+			bad("QUEUE_REPLICAS", "must be between 1 and %d (JetStream's limit), got %d", maxReplicas, c.QueueReplicas)
+		}
+	}
 	if c.PrestopQuiet == 0 {
 		bad("PRESTOP_QUIET", "must be positive: it is how long no request may arrive before the preStop delay ends")
 	}
@@ -307,7 +365,7 @@ func (c Config) Warnings() []string {
 	}
 	// The cheapest job is a ?work=0s job, which admission counts as
 	// JobAllowance: the budget holds at most this many jobs at once.
-	if c.Workers > 0 && c.DrainBudget() > 0 {
+	if c.Workers > 0 && c.DrainBudget() > 0 && c.QueueURL == "" {
 		if most := int64(c.Workers) * int64(c.DrainBudget()/JobAllowance); int64(c.QueueSize) > most {
 			w = append(w, fmt.Sprintf("%s_QUEUE_SIZE=%d can never fill: %s_WORKERS (%d) × the drain budget (%s) admits at most %d jobs at once, even of ?work=0s; the queue's size is its memory bound, the budget decides what it takes",
 				Prefix, c.QueueSize, Prefix, c.Workers, c.DrainBudget(), most))

@@ -70,6 +70,8 @@ func defaults() config.Config {
 		GracePeriod:     30 * time.Second,
 		LogFormat:       "auto",
 		LogLevel:        "info",
+		QueueStream:     "LAMEDUCK_JOBS",
+		QueueReplicas:   1,
 	}
 }
 
@@ -125,6 +127,14 @@ func TestLoadRejectsBadValues(t *testing.T) {
 			[]string{"LAMEDUCK_MAX_BODY", "-1"}},
 		{"zero queue size", map[string]string{"LAMEDUCK_QUEUE_SIZE": "0"},
 			[]string{"LAMEDUCK_QUEUE_SIZE"}},
+		{"queue URL of another scheme", map[string]string{"LAMEDUCK_QUEUE_URL": "http://nats:4222"},
+			[]string{"LAMEDUCK_QUEUE_URL", "nats://host:port"}},
+		{"queue URL with no host", map[string]string{"LAMEDUCK_QUEUE_URL": "nats://a:4222,nats://"},
+			[]string{"LAMEDUCK_QUEUE_URL", "has no host"}},
+		{"stream name not one token", map[string]string{"LAMEDUCK_QUEUE_URL": "nats://a:4222", "LAMEDUCK_QUEUE_STREAM": "jobs.a"},
+			[]string{"LAMEDUCK_QUEUE_STREAM", "letters, digits"}},
+		{"six stream replicas", map[string]string{"LAMEDUCK_QUEUE_URL": "nats://a:4222", "LAMEDUCK_QUEUE_REPLICAS": "6"},
+			[]string{"LAMEDUCK_QUEUE_REPLICAS", "between 1 and 5"}},
 		{"zero workers", map[string]string{"LAMEDUCK_WORKERS": "0"},
 			[]string{"LAMEDUCK_WORKERS", "between 1 and"}},
 		{"zero idempotency keys", map[string]string{"LAMEDUCK_IDEMPOTENCY_MAX_KEYS": "0"},
@@ -400,7 +410,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"LAMEDUCK_MAX_CONNS", "LAMEDUCK_MAX_REQUESTS", "LAMEDUCK_MAX_HEADER_BYTES", "LAMEDUCK_READ_HEADER_TIMEOUT", "LAMEDUCK_BODY_TIMEOUT",
 		"LAMEDUCK_WRITE_TIMEOUT", "LAMEDUCK_IDLE_TIMEOUT", "LAMEDUCK_PRESTOP_DELAY", "LAMEDUCK_PRESTOP_MIN", "LAMEDUCK_PRESTOP_QUIET",
 		"LAMEDUCK_SHUTDOWN_TIMEOUT", "LAMEDUCK_DRAIN_TIMEOUT", "LAMEDUCK_GRACE_PERIOD",
-		"LAMEDUCK_LOG_FORMAT", "LAMEDUCK_LOG_LEVEL",
+		"LAMEDUCK_LOG_FORMAT", "LAMEDUCK_LOG_LEVEL", "LAMEDUCK_QUEUE_URL", "LAMEDUCK_QUEUE_STREAM", "LAMEDUCK_QUEUE_REPLICAS",
 	}
 	exported := 0
 	for f := range reflect.TypeFor[config.Config]().Fields() {

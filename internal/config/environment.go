@@ -112,6 +112,12 @@ func (c *Config) field(key string) any {
 		return &c.Workers
 	case envJobDuration:
 		return &c.JobDuration
+	case Prefix + "_QUEUE_URL":
+		return &c.QueueURL
+	case Prefix + "_QUEUE_STREAM":
+		return &c.QueueStream
+	case Prefix + "_QUEUE_REPLICAS":
+		return &c.QueueReplicas
 	case envMaxWork:
 		return &c.MaxWork
 	case Prefix + "_IDEMPOTENCY_TTL":

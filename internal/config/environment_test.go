@@ -57,7 +57,7 @@ func TestLoadSuggestsForTypos(t *testing.T) {
 			}
 		})
 	}
-	far := []string{"LAMEDUCK_COLOUR", "LAMEDUCK_TYPO", "LAMEDUCK_DATABASE_URL", "LAMEDUCK_REPLICAS", "LAMEDUCK_VERSION",
+	far := []string{"LAMEDUCK_COLOUR", "LAMEDUCK_TYPO", "LAMEDUCK_DATABASE_URL", "LAMEDUCK_PODS", "LAMEDUCK_VERSION",
 		"LAMEDUCK_DEBUG", "LAMEDUCK_SECRET", "LAMEDUCK_X", "LAMEDUCK_ER", "LAMEDUCK_LO" /* too short a part */, "LAMEDUCK_ID",
 		"LAMEDUCK_TIMEOUT", "LAMEDUCK_MAX" /* too many variables end or begin so: none stands out */}
 	for _, name := range far {
