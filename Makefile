@@ -16,7 +16,7 @@ run: build
 	exec env LAMEDUCK_LOG_FORMAT="$${LAMEDUCK_LOG_FORMAT:-text}" bin/lameduck
 
 ## help: list the targets, one line each (from the "## target: what it does" comments)
-HELP_VARS := IMAGE KIND_CLUSTER VULNDB VULNDB_VERSION FUZZTIME
+HELP_VARS := IMAGE NATS_IMAGE KIND_CLUSTER VULNDB VULNDB_VERSION FUZZTIME
 help:
 	@$(foreach v,$(HELP_VARS),$(v)='$($(v))') awk ' \
 	  function show() { out = ""; rest = d; \
@@ -133,12 +133,23 @@ KIND ?= $(shell command -v kind 2>/dev/null || echo bin/kind)
 KUBECTL ?= kubectl
 KUBECTL_KIND = $(KUBECTL) --context kind-$(KIND_CLUSTER)
 
-.PHONY: image deploy
+.PHONY: image nats-image deploy
 
 ## image: the image $(IMAGE) from a static binary built here (docker build --target prebuilt pulls nothing)
 image:
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/lameduck .
 	docker build --target prebuilt --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+# The NATS server of the chart's nats: section (nats.enabled), at the version e2e/go.mod pins.
+NATS_IMAGE ?= lameduck-nats:dev
+
+## nats-image: the image $(NATS_IMAGE): nats-server (pinned in e2e/go.mod) built static here, FROM scratch
+##   (e2e/nats/Dockerfile; the build context is a temporary folder holding only the binary; nothing is pulled)
+nats-image:
+	cd $(TOOLING) && CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o ../bin/nats-server github.com/nats-io/nats-server/v2
+	@set -e; v=$$(cd $(TOOLING) && $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2); \
+	  ctx=$$(mktemp -d); trap 'rm -rf "$$ctx"' EXIT; cp bin/nats-server "$$ctx/nats-server"; \
+	  set -x; docker build -f $(TOOLING)/nats/Dockerfile --build-arg VERSION=$$v -t $(NATS_IMAGE) "$$ctx"
 
 ## deploy: image, load it into kind cluster $(KIND_CLUSTER), apply -k e2e/kind (k8s/ with the kind NodePort), wait
 ##   for the rollout (with Helm instead: make helm, then bin/helm upgrade --install lameduck charts/lameduck)
