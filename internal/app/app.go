@@ -22,6 +22,7 @@ import (
 	"github.com/lameduck/lameduck/internal/conns"
 	"github.com/lameduck/lameduck/internal/health"
 	"github.com/lameduck/lameduck/internal/idempotency"
+	"github.com/lameduck/lameduck/internal/jetstream"
 	"github.com/lameduck/lameduck/internal/metrics"
 	"github.com/lameduck/lameduck/internal/queue"
 	"github.com/lameduck/lameduck/internal/server"
@@ -87,7 +88,7 @@ type service struct {
 	logger  *slog.Logger
 	metrics *metrics.Metrics
 	gate    *health.Gate
-	queue   *queue.Queue
+	queue   jobQueue
 	conns   *conns.Tracker // the app connections
 	handler appHandler     // the app requests
 	info    health.BuildInfo
@@ -110,6 +111,35 @@ type appHandler interface {
 	Late()                          // every request from now on is answered 503 at once
 }
 
+// jobQueue is what the shutdown needs of the job queue: the in-memory
+// queue.Queue, or jetstream.Queue with LAMEDUCK_QUEUE_URL.
+type jobQueue interface {
+	Close()
+	Drain(ctx context.Context) queue.Stats
+}
+
+// newQueue builds the job queue the configuration chooses, and the
+// Enqueuer POST /jobs uses. The in-memory queue takes only the jobs its
+// workers can finish in the drain budget, and remembers Idempotency-Keys in
+// this process; JetStream stores jobs in a stream every replica shares,
+// and the stream remembers the keys.
+func newQueue(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, reg *prometheus.Registry) (jobQueue, server.Enqueuer, error) {
+	if cfg.QueueURL != "" {
+		q, err := jetstream.Open(cfg, logger, m, reg)
+		return q, q, err
+	}
+	q := queue.New(cfg.QueueSize, cfg.Workers,
+		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, m)
+	keys := idempotency.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
+	reg.MustRegister(
+		gauge("lameduck_idempotency_keys", "Idempotency-Keys remembered now.",
+			func() float64 { return float64(keys.Len()) }),
+		gauge("lameduck_idempotency_bytes",
+			"Memory the remembered Idempotency-Keys take, bookkeeping included (at most LAMEDUCK_IDEMPOTENCY_MAX_BYTES).",
+			func() float64 { return float64(keys.Bytes()) }))
+	return q, server.InMemory(q, keys), nil
+}
+
 // newService listens on both addresses and builds every part.
 func newService(cfg config.Config, logger *slog.Logger, info health.BuildInfo) (*service, error) {
 	appLn, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -126,19 +156,18 @@ func newService(cfg config.Config, logger *slog.Logger, info health.BuildInfo) (
 	s := &service{cfg: cfg, logger: logger, metrics: metrics.New(reg), gate: &health.Gate{},
 		conns: conns.New(cfg.MaxConns, reg), adminLn: adminLn, appServed: make(chan struct{}), info: info}
 	s.appLn = s.conns.Listener(appLn)
-	s.queue = queue.New(cfg.QueueSize, cfg.Workers,
-		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, s.metrics)
-	keys := idempotency.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
-	handler := server.New(cfg, logger, s.metrics, s.gate, s.queue, keys)
+	q, jobs, err := newQueue(cfg, logger, s.metrics, reg)
+	if err != nil {
+		_ = appLn.Close()
+		_ = adminLn.Close()
+		return nil, err
+	}
+	s.queue = q
+	handler := server.New(cfg, logger, s.metrics, s.gate, jobs)
 	s.handler = handler
 	reg.MustRegister(
 		gauge("lameduck_http_inflight_requests", "App requests in handlers now (at most LAMEDUCK_MAX_REQUESTS).",
-			func() float64 { return float64(s.handler.InFlight()) }),
-		gauge("lameduck_idempotency_keys", "Idempotency-Keys remembered now.",
-			func() float64 { return float64(keys.Len()) }),
-		gauge("lameduck_idempotency_bytes",
-			"Memory the remembered Idempotency-Keys take, bookkeeping included (at most LAMEDUCK_IDEMPOTENCY_MAX_BYTES).",
-			func() float64 { return float64(keys.Bytes()) }))
+			func() float64 { return float64(s.handler.InFlight()) }))
 
 	base, cut := context.WithCancelCause(context.Background())
 	s.cut = cut
@@ -263,7 +292,10 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	// 4. No request can reach the queue now: close it, then drain it. The
 	// drain's clock starts only once the queue is closed, so every job it
 	// accepted had the whole drain timeout ahead of it, which admission
-	// counted on (queue.Admission; config.DrainBudget).
+	// counted on (queue.Admission; config.DrainBudget). With JetStream, the
+	// drain stops fetching, finishes the jobs in hand and leaves the rest
+	// in the stream for the other replicas; at the deadline it hands the
+	// running ones back.
 	t = time.Now()
 	s.queue.Close()
 	drainCtx, cancel := context.WithTimeout(abort, s.cfg.DrainTimeout)
@@ -276,6 +308,7 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 	// the late arrivals' connections. Then one honest account.
 	s.closeLate(abort)
 	record := []any{
+		"queue", s.queueKind(),
 		"jobs_accepted", stats.Accepted, "jobs_processed", stats.Processed, "jobs_dropped", stats.Dropped,
 		"requests_cut", cut, "requests_after_signal", metrics.Sum(s.metrics.RequestsAfterSignal),
 		"requests_by_code", s.metrics.RequestsByCode(),
@@ -287,6 +320,10 @@ func (s *service) shutdown(abort context.Context, cause string) error {
 		"prestop_seconds", seconds(prestop), "prestop_end", end, "prestop_last_arrival_seconds", seconds(last),
 		"http_seconds", seconds(httpPhase),
 		"queue_seconds", seconds(queuePhase), "total_seconds", seconds(time.Since(start)),
+	}
+	if s.cfg.QueueURL != "" {
+		// Jobs live in the stream: what this replica leaves, the others process.
+		record = append(record, "jobs_handed_back", stats.HandedBack, "jobs_left_in_stream", stats.Left)
 	}
 	if abort.Err() != nil {
 		s.logger.Error("shutdown aborted", record...)
@@ -530,4 +567,12 @@ func waitUntil(ctx context.Context, cond func() bool) error {
 
 func gauge(name, help string, f func() float64) prometheus.GaugeFunc {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+}
+
+// queueKind names the job queue in the exit's account.
+func (s *service) queueKind() string {
+	if s.cfg.QueueURL != "" {
+		return "jetstream"
+	}
+	return "memory"
 }

@@ -22,6 +22,8 @@ const (
 	ReasonFull   = "full"   // the queue holds LAMEDUCK_QUEUE_SIZE jobs
 	ReasonBudget = "budget" // the job could not finish within the drain budget
 	ReasonClosed = "closed" // the queue closed: the shutdown reached its drain
+	// ReasonUnavailable: the queue's engine (JetStream) did not store the job.
+	ReasonUnavailable = "unavailable"
 )
 
 // The route label: the app's routes, and every other path as one.

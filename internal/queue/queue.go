@@ -21,11 +21,13 @@ var (
 	ErrFull   = errors.New("queue is full")
 	ErrBudget = errors.New("the work already accepted is all a drain can finish")
 	ErrClosed = errors.New("queue is closed")
+	// ErrUnavailable: the queue's engine (JetStream) did not store the job.
+	ErrUnavailable = errors.New("the job queue's engine is unavailable")
 )
 
 // RejectedError is Enqueue's refusal: the job was not taken.
 type RejectedError struct {
-	Reason     error         // ErrFull, ErrBudget or ErrClosed
+	Reason     error         // ErrFull, ErrBudget, ErrClosed or ErrUnavailable
 	RetryAfter time.Duration // when the queue is likely to take this job; 0 for ErrClosed
 }
 
@@ -42,12 +44,17 @@ type Job struct {
 }
 
 // Stats is the queue's account. Processed + Dropped = Accepted once Drain or
-// Abort has returned.
+// Abort has returned, for the in-memory queue. A queue whose jobs live in a
+// shared engine (internal/jetstream) processes jobs other replicas accepted
+// and leaves some it accepted to them: it drops none, and says how many it
+// handed back and how many the engine still holds.
 type Stats struct {
-	Accepted  int64
-	Processed int64
-	Dropped   int64
-	Depth     int // jobs accepted and not yet begun
+	Accepted   int64
+	Processed  int64
+	Dropped    int64
+	Depth      int   // jobs accepted and not yet begun (in-memory)
+	HandedBack int64 // jobs begun here and returned unfinished to the engine, for another replica
+	Left       int64 // jobs the engine holds for the other replicas as this one stops; -1 if it could not say
 }
 
 // Admission is the rule Enqueue applies before it takes a job: every accepted

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/lameduck/lameduck/internal/config"
-	"github.com/lameduck/lameduck/internal/idempotency"
 	"github.com/lameduck/lameduck/internal/queue"
 )
 
@@ -50,11 +49,11 @@ func handleHello(def, max time.Duration) http.Handler {
 	})
 }
 
-// handleJobs accepts a job into q and answers 202 {"id": ...}. A job the
-// queue refuses (full, over the drain budget, closed) is 503 with a
-// Retry-After of when the queue expects to take it; a known Idempotency-Key
-// answers its first job's id.
-func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idempotency.Store) http.Handler {
+// handleJobs accepts a job into the queue and answers 202 {"id": ...}. A
+// job the queue refuses (full, over the drain budget, closed, its engine
+// unavailable) is 503 with a Retry-After of when the queue expects to take
+// it; a known Idempotency-Key answers its first job's id.
+func handleJobs(cfg config.Config, logger *slog.Logger, jobs Enqueuer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		work, err := durationParam(r, "work", cfg.JobDuration, cfg.MaxWork, whyMaxWork)
 		if err != nil {
@@ -80,17 +79,7 @@ func handleJobs(cfg config.Config, logger *slog.Logger, q Enqueuer, keys *idempo
 			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		create := func() (string, error) {
-			id := newID()
-			return id, q.Enqueue(queue.Job{ID: id, Work: work, Size: size})
-		}
-		var id string
-		seen := false
-		if key == "" {
-			id, err = create()
-		} else {
-			id, seen, err = keys.Do(key, create)
-		}
+		id, seen, err := jobs.Enqueue(r.Context(), queue.Job{Work: work, Size: size}, key)
 		if rejected, ok := errors.AsType[*queue.RejectedError](err); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(rejected.RetryAfter)))
 			http.Error(w, "job not accepted: "+err.Error(), http.StatusServiceUnavailable)

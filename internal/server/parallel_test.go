@@ -20,7 +20,7 @@ import (
 func BenchmarkHelloParallel(b *testing.B) {
 	cfg := testConfig()
 	cfg.BodyTimeout, cfg.WriteTimeout = time.Second, time.Second // as in production: both bounds on
-	h := server.New(cfg, slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()), &health.Gate{}, discard{},
-		idempotency.New(time.Hour, 100, 1<<20))
+	h := server.New(cfg, slog.New(slog.DiscardHandler), metrics.New(prometheus.NewRegistry()), &health.Gate{},
+		server.InMemory(discard{}, idempotency.New(time.Hour, 100, 1<<20)))
 	server.ParallelGets(b, h)
 }

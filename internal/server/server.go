@@ -3,6 +3,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -15,9 +16,35 @@ import (
 	"github.com/lameduck/lameduck/internal/queue"
 )
 
-// Enqueuer is what the jobs handler needs of the queue.
+// Enqueuer is what the jobs handler needs of the queue: it takes j and
+// returns its id, or refuses it with a *queue.RejectedError. key is the
+// request's Idempotency-Key, "" if none: a key taken before returns the
+// first job's id, with replayed true, and takes nothing.
 type Enqueuer interface {
-	Enqueue(queue.Job) error
+	Enqueue(ctx context.Context, j queue.Job, key string) (id string, replayed bool, err error)
+}
+
+// InMemory is the Enqueuer of the in-memory queue (queue.Queue): a job's id
+// is random, and keys remembers Idempotency-Keys, in this process only.
+func InMemory(q interface{ Enqueue(queue.Job) error }, keys *idempotency.Store) Enqueuer {
+	return inMemory{q: q, keys: keys}
+}
+
+type inMemory struct {
+	q    interface{ Enqueue(queue.Job) error }
+	keys *idempotency.Store
+}
+
+func (m inMemory) Enqueue(_ context.Context, j queue.Job, key string) (string, bool, error) {
+	create := func() (string, error) {
+		j.ID = newID()
+		return j.ID, m.q.Enqueue(j)
+	}
+	if key == "" {
+		id, err := create()
+		return id, false, err
+	}
+	return m.keys.Do(key, create)
 }
 
 // Handler is the app handler. Its count of requests in flight is the one
@@ -32,11 +59,10 @@ type Handler struct {
 }
 
 // New returns the app handler: every route behind the middleware.
-func New(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, q Enqueuer,
-	keys *idempotency.Store) *Handler {
+func New(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, gate *health.Gate, jobs Enqueuer) *Handler {
 	h := &Handler{timeouts: newTimeouts(cfg.BodyTimeout, cfg.WriteTimeout), epoch: time.Now()}
 	mux := http.NewServeMux()
-	addRoutes(mux, cfg, logger, q, keys)
+	addRoutes(mux, cfg, logger, jobs)
 	h.Handler = h.chain(mux, cfg.MaxRequests, m, gate)
 	return h
 }

@@ -107,7 +107,7 @@ func newFixture(t *testing.T, cfg config.Config) fixture {
 	q := queue.New(cfg.QueueSize, cfg.Workers, queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, m)
 	t.Cleanup(func() { q.Abort() })
 	keys := idempotency.New(cfg.IdempotencyTTL, cfg.IdempotencyMaxKeys, cfg.IdempotencyMaxBytes)
-	return fixture{h: server.New(cfg, logger, m, gate, q, keys), q: q, m: m, gate: gate, logs: logs, metrics: reg}
+	return fixture{h: server.New(cfg, logger, m, gate, server.InMemory(q, keys)), q: q, m: m, gate: gate, logs: logs, metrics: reg}
 }
 
 // serve runs one request through the handler; headers are name, value pairs.
@@ -567,15 +567,15 @@ func TestOverHTTP(t *testing.T) {
 	}
 }
 
-// discard is an Enqueuer that takes every job and does nothing with it.
+// discard is a queue that takes every job and does nothing with it.
 type discard struct{}
 
 func (discard) Enqueue(queue.Job) error { return nil }
 
-func benchHandler(b *testing.B, q server.Enqueuer) http.Handler {
+func benchHandler(b *testing.B, q interface{ Enqueue(queue.Job) error }) http.Handler {
 	b.Helper()
 	logger := slog.New(slog.DiscardHandler)
-	return server.New(testConfig(), logger, metrics.New(prometheus.NewRegistry()), &health.Gate{}, q, idempotency.New(time.Hour, 100, 1<<20))
+	return server.New(testConfig(), logger, metrics.New(prometheus.NewRegistry()), &health.Gate{}, server.InMemory(q, idempotency.New(time.Hour, 100, 1<<20)))
 }
 
 // BenchmarkHello measures GET /hello through the middleware and the mux.
