@@ -533,6 +533,9 @@ func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 10
 // after the shutdown closed it.
 func (s *service) rejectedByReason() map[string]float64 {
 	out := map[string]float64{metrics.ReasonFull: 0, metrics.ReasonBudget: 0, metrics.ReasonClosed: 0}
+	if s.cfg.QueueURL != "" {
+		out[metrics.ReasonUnavailable] = 0
+	}
 	for r, n := range metrics.ByLabel(s.metrics.JobsRejected, "reason") {
 		out[r] = n
 	}

@@ -197,12 +197,13 @@ func validStreamName(name string) bool {
 }
 
 // AckWait is how long a job fetched from the JetStream stream stays leased
-// to its worker without an ack: LAMEDUCK_MAX_WORK, the longest a job's
-// work may be, within [1s, 30s] (30 s is JetStream's default). A worker
-// sends an in-progress ack every AckWait/3 while a job runs, so a live
-// worker keeps its lease however slow the machine; a killed worker's jobs
-// are redelivered within AckWait of their last ack.
-func (c Config) AckWait() time.Duration { return min(max(c.MaxWork, time.Second), 30*time.Second) }
+// to its worker without a word from it: LAMEDUCK_MAX_WORK, the longest a
+// job's work may be, within [1s, 10s]. A worker sends an in-progress ack
+// every AckWait/3 while a job runs, so a live worker keeps its lease
+// however long the job or slow the machine; a killed worker's jobs are
+// redelivered within AckWait of its last word (10 s at most, where
+// JetStream's default would be 30 s).
+func (c Config) AckWait() time.Duration { return min(max(c.MaxWork, time.Second), 10*time.Second) }
 
 // checkSyntax reports every LAMEDUCK_ variable set to a value its type
 // cannot parse, and returns their names. The variables and their types come

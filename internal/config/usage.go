@@ -42,7 +42,7 @@ var groups = []group{
 			fmt.Sprintf("MAX_WORK + %s and JOB_DURATION + %s must fit in the drain budget, 95%% of DRAIN_TIMEOUT. Left unset, MAX_WORK shrinks to fit, and grows to a JOB_DURATION set above it; JOB_DURATION left unset shrinks to MAX_WORK.",
 				JobAllowance, JobAllowance),
 			fmt.Sprintf("QUEUE_SIZE left unset shrinks to the jobs the drain budget admits at once, WORKERS × budget / %s; set, a longer queue is only warned about.", JobAllowance),
-			"With QUEUE_URL set, jobs live in a JetStream stream: QUEUE_SIZE bounds its messages, the drain budget no longer bounds admission (the drain hands unstarted jobs back to the stream), IDEMPOTENCY_TTL is the stream's de-duplication window, and a fetched job is redelivered if not acked within MAX_WORK (between 1s and 30s).",
+			"With QUEUE_URL set, jobs live in a JetStream stream: QUEUE_SIZE bounds its messages, the drain budget no longer bounds admission (the drain hands unstarted jobs back to the stream), IDEMPOTENCY_TTL is the stream's de-duplication window, and a fetched job is redelivered if its worker says nothing (an ack, or an in-progress ack every third of it) within MAX_WORK, at least 1s and at most 10s.",
 		}},
 	{"Logging",
 		[]string{"LOG_FORMAT", "LOG_LEVEL"},

@@ -119,13 +119,12 @@ func Open(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, reg promet
 		nats.ReconnectHandler(func(c *nats.Conn) { q.linkUp("reconnected", c) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			q.connected.Set(0)
-			logger.Warn("job queue: engine disconnected, POST /jobs answers 503 until it is back", "err", err)
+			if err != nil { // nil: the connection was closed here, at the exit
+				logger.Warn("job queue: engine disconnected, POST /jobs answers 503 until it is back", "err", err)
+			}
 		}))
 	if err != nil {
 		return nil, fmt.Errorf("connect to LAMEDUCK_QUEUE_URL: %w", err)
-	}
-	if nc.IsConnected() {
-		q.linkUp("connected", nc)
 	}
 	q.nc = nc
 	if q.js, err = jetstream.New(nc); err != nil {
