@@ -34,6 +34,8 @@ type watcher struct {
 	followed    map[string]chan struct{} // closed when the pod's log stream has ended
 	ended       map[string]time.Time     // when the pod's log stream ended (its container exited)
 	terminating map[string]time.Time     // first seen with a deletion timestamp
+	restarts    map[string]int32         // the pod's container restarts, last seen (a SIGKILL restarts it)
+	deleted     map[string]bool          // the pod is gone from the API
 	leftReady   map[string]time.Time     // first seen out of the ready endpoints after that
 	// Serving capacity: the pods that are ready and not terminating, the
 	// fewest of them since resetServing, and every time a pod that was not
@@ -46,7 +48,8 @@ type watcher struct {
 func startWatcher(parent context.Context, k *kube, ledger *loadtest.Ledger) (*watcher, error) {
 	ctx, cancel := context.WithCancel(parent)
 	w := &watcher{k: k, ledger: ledger, ctx: ctx, cancel: cancel,
-		followed: map[string]chan struct{}{}, serving: map[string]bool{}, ended: map[string]time.Time{}, terminating: map[string]time.Time{}, leftReady: map[string]time.Time{}}
+		followed: map[string]chan struct{}{}, serving: map[string]bool{}, ended: map[string]time.Time{}, terminating: map[string]time.Time{}, leftReady: map[string]time.Time{},
+		restarts: map[string]int32{}, deleted: map[string]bool{}}
 
 	pods := informers.NewSharedInformerFactoryWithOptions(k.cs, 0, informers.WithNamespace(k.ns),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = podSelector }))
@@ -120,6 +123,11 @@ func (w *watcher) pod(p *corev1.Pod) {
 		}
 	}
 	w.minServing = min(w.minServing, len(w.serving))
+	var restarts int32
+	for _, c := range p.Status.ContainerStatuses {
+		restarts += c.RestartCount
+	}
+	w.restarts[p.Name] = restarts
 	if _, ok := w.followed[p.Name]; ok || !started(p) {
 		return
 	}
@@ -143,15 +151,25 @@ func started(p *corev1.Pod) bool {
 	return false
 }
 
-// follow streams one pod's log into the ledger until the container exits.
+// follow streams one pod's log into the ledger until its container exits
+// for good: a container killed and restarted in place (the pod stays) is
+// followed again, from its new start.
 func (w *watcher) follow(pod string) {
 	for attempt := 0; w.ctx.Err() == nil; attempt++ {
+		restarts := w.restartsOf(pod)
 		stream, err := w.k.cs.CoreV1().Pods(w.k.ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true}).Stream(w.ctx)
 		if err == nil {
 			readErr := w.ledger.Read(pod, stream)
 			stream.Close()
-			if readErr == nil || w.ctx.Err() != nil {
+			if w.ctx.Err() != nil {
 				return
+			}
+			if readErr == nil {
+				if !w.restarted(pod, restarts) {
+					return
+				}
+				attempt = 0
+				continue
 			}
 		}
 		if attempt >= 20 {
@@ -201,10 +219,43 @@ func (w *watcher) waitLogsEnded(ctx context.Context, pods []string) error {
 	return nil
 }
 
+func (w *watcher) restartsOf(pod string) int32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.restarts[pod]
+}
+
+// restarted waits until pod's container has restarted since it had been
+// restarted before times (true), or the pod is terminating or gone
+// (false). A container ends its log by exiting: a pod not deleted restarts
+// it within moments (the kubelet's back-off is 10 s at first, 5 min at most).
+func (w *watcher) restarted(pod string, before int32) bool {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		w.mu.Lock()
+		_, terminating := w.terminating[pod]
+		done, again := terminating || w.deleted[pod], w.restarts[pod] > before
+		w.mu.Unlock()
+		switch {
+		case again:
+			return true
+		case done:
+			return false
+		}
+		select {
+		case <-w.ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
 // gone forgets a deleted pod's serving state.
 func (w *watcher) gone(pod string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.deleted[pod] = true
 	delete(w.serving, pod)
 	w.minServing = min(w.minServing, len(w.serving))
 }

@@ -70,7 +70,7 @@ type Queue struct {
 	done     chan struct{} // closed when every worker has returned
 
 	accepted, processed, handedBack, redelivered atomic.Int64
-	connected                                    prometheus.Gauge
+	connected, inProgress                        prometheus.Gauge
 	redeliveredTotal, handedBackTotal            prometheus.Counter
 }
 
@@ -98,6 +98,10 @@ func Open(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, reg promet
 			Name: "lameduck_queue_engine_connected",
 			Help: "1 while connected to a NATS server of LAMEDUCK_QUEUE_URL, 0 while not (POST /jobs answers 503 then).",
 		}),
+		inProgress: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lameduck_jobs_in_progress",
+			Help: "Jobs this replica holds now: fetched from the stream and not yet acked (at most LAMEDUCK_WORKERS). A replica killed now has them redelivered.",
+		}),
 		redeliveredTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lameduck_jobs_redelivered_total",
 			Help: "Jobs begun here that the engine had delivered before, to a replica that did not ack them (it died, or handed them back): each is possibly processed twice.",
@@ -110,7 +114,7 @@ func Open(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, reg promet
 	if err := reg.Register(q.connected); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
-	reg.MustRegister(q.redeliveredTotal, q.handedBackTotal)
+	reg.MustRegister(q.inProgress, q.redeliveredTotal, q.handedBackTotal)
 	m.JobsRejected.WithLabelValues(metrics.ReasonUnavailable)
 
 	nc, err := nats.Connect(cfg.QueueURL, nats.Name("lameduck"),
@@ -333,6 +337,8 @@ func (q *Queue) forget() {
 // handle processes one job and acks it, or hands it back at the drain
 // deadline.
 func (q *Queue) handle(msg jetstream.Msg) {
+	q.inProgress.Inc()
+	defer q.inProgress.Dec()
 	meta, err := msg.Metadata()
 	if err != nil { // not a JetStream delivery; cannot happen on a pull consumer
 		q.logger.Error("job queue: message without metadata, terminated", "err", err)

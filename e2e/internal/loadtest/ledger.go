@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Summary is one replica's "shutdown complete" record.
@@ -74,19 +75,22 @@ func (s Summary) Refusals() string {
 }
 
 // Ledger reads replicas' JSON logs and keeps what a rollout test checks: the
-// ids of processed and dropped jobs and each shutdown summary. It is safe for
-// concurrent use; feed it one goroutine per replica.
+// ids of processed and dropped jobs (and how many times each was
+// processed), when jobs were redelivered (the JetStream queue) and each
+// shutdown summary. It is safe for concurrent use; feed it one goroutine
+// per replica.
 type Ledger struct {
-	mu        sync.Mutex
-	processed map[string]bool
-	dropped   map[string]bool
-	summaries []Summary
-	bad       []string // lines that are not JSON records
+	mu          sync.Mutex
+	processed   map[string]int
+	dropped     map[string]bool
+	redelivered []time.Time
+	summaries   []Summary
+	bad         []string // lines that are not JSON records
 }
 
 // NewLedger returns an empty Ledger.
 func NewLedger() *Ledger {
-	return &Ledger{processed: map[string]bool{}, dropped: map[string]bool{}}
+	return &Ledger{processed: map[string]int{}, dropped: map[string]bool{}}
 }
 
 // Read records every line of r, a replica's log, until EOF or a read error,
@@ -106,8 +110,9 @@ func (l *Ledger) Read(source string, r io.Reader) error {
 // Line records one log line from source.
 func (l *Ledger) Line(source string, line []byte) {
 	var rec struct {
-		Msg   string `json:"msg"`
-		JobID string `json:"job_id"`
+		Msg   string    `json:"msg"`
+		JobID string    `json:"job_id"`
+		Time  time.Time `json:"time"`
 	}
 	if err := json.Unmarshal(line, &rec); err != nil {
 		l.mu.Lock()
@@ -120,7 +125,11 @@ func (l *Ledger) Line(source string, line []byte) {
 	switch rec.Msg {
 	case "job processed":
 		l.mu.Lock()
-		l.processed[rec.JobID] = true
+		l.processed[rec.JobID]++
+		l.mu.Unlock()
+	case "job redelivered":
+		l.mu.Lock()
+		l.redelivered = append(l.redelivered, rec.Time)
 		l.mu.Unlock()
 	case "job dropped":
 		l.mu.Lock()
@@ -161,7 +170,7 @@ func (l *Ledger) Unprocessed(accepted []string) (missing []string, dropped int) 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range accepted {
-		if !l.processed[id] {
+		if l.processed[id] == 0 {
 			missing = append(missing, id)
 			if l.dropped[id] {
 				dropped++
@@ -169,6 +178,28 @@ func (l *Ledger) Unprocessed(accepted []string) (missing []string, dropped int) 
 		}
 	}
 	return missing, dropped
+}
+
+// Duplicates returns how many jobs were logged as processed more than
+// once, and how many processings beyond each one's first there were.
+func (l *Ledger) Duplicates() (jobs, extra int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range l.processed {
+		if n > 1 {
+			jobs++
+			extra += n - 1
+		}
+	}
+	return jobs, extra
+}
+
+// Redeliveries returns when each "job redelivered" record was logged, in
+// the order read.
+func (l *Ledger) Redeliveries() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.redelivered)
 }
 
 // SummaryTable renders the shutdown summaries, one line each.
