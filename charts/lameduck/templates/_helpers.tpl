@@ -113,3 +113,33 @@ capabilities:
 {{- define "lameduck.image" -}}
 {{- printf "%s:%s" .Values.image.repository (include "lameduck.tag" .) }}
 {{- end }}
+
+{{/*
+The NATS JetStream of the job queue (nats.enabled): its objects are named
+<fullname>-nats..., and its pods carry app.kubernetes.io/name "nats", so that
+none of lameduck's selectors (name lameduck) picks them, nor theirs lameduck's.
+*/}}
+{{- define "lameduck.nats.fullname" -}}
+{{- printf "%s-nats" (include "lameduck.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "lameduck.nats.selectorLabels" -}}
+app.kubernetes.io/name: nats
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "lameduck.nats.labels" -}}
+{{ include "lameduck.nats.selectorLabels" . }}
+app.kubernetes.io/component: queue
+app.kubernetes.io/version: {{ .Values.nats.image.tag | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/part-of: lameduck
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- if eq .Release.Service "Helm" }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* lameduck.nats.url: the client Service's URL, what LAMEDUCK_QUEUE_URL defaults to with nats.enabled. */}}
+{{- define "lameduck.nats.url" -}}
+{{- printf "nats://%s:4222" (include "lameduck.nats.fullname" .) }}
+{{- end }}
