@@ -182,6 +182,15 @@ func TestChartValuesFiles(t *testing.T) {
 				t.Errorf("grace period %d, LAMEDUCK_GRACE_PERIOD %s; want 35 and 35s", g, m.ConfigMap.Data["LAMEDUCK_GRACE_PERIOD"])
 			}
 		},
+		"ci/nats-values.yaml": func(t *testing.T, m manifest.Manifests) {
+			checkNATS(t, m, true)
+		},
+		"../../e2e/kind/values-jetstream.yaml": func(t *testing.T, m manifest.Manifests) {
+			checkNATS(t, m, false)
+			if m.Service.Spec.Type != corev1.ServiceTypeNodePort || m.Service.Spec.Ports[0].NodePort != 30080 {
+				t.Errorf("Service %s %v; want NodePort 30080", m.Service.Spec.Type, m.Service.Spec.Ports)
+			}
+		},
 		"../../e2e/kind/values.yaml": func(t *testing.T, m manifest.Manifests) {
 			if m.Service.Spec.Type != corev1.ServiceTypeNodePort || m.Service.Spec.Ports[0].NodePort != 30080 {
 				t.Errorf("Service %s %v; want NodePort 30080", m.Service.Spec.Type, m.Service.Spec.Ports)
@@ -205,6 +214,36 @@ func TestChartValuesFiles(t *testing.T) {
 			}
 			features[name](t, m)
 		})
+	}
+}
+
+// checkNATS: nats.enabled runs three NATS servers, on claims or on
+// emptyDirs, and points lameduck's queue at their client Service with the
+// stream on all three.
+func checkNATS(t *testing.T, m manifest.Manifests, persistent bool) {
+	t.Helper()
+	n := m.NATS
+	if n.StatefulSet == nil || n.ConfigMap == nil || n.Service == nil || n.Headless == nil || n.PDB == nil {
+		t.Fatalf("NATS objects %+v; want a StatefulSet, its ConfigMap, client and headless Services and a budget", n)
+	}
+	if r := n.StatefulSet.Spec.Replicas; r == nil || *r != 3 {
+		t.Errorf("NATS replicas %v; want 3", r)
+	}
+	if got, want := m.ConfigMap.Data["LAMEDUCK_QUEUE_URL"], "nats://"+n.Service.Name+":4222"; got != want {
+		t.Errorf("LAMEDUCK_QUEUE_URL = %q; want the NATS client Service, %q", got, want)
+	}
+	if got := m.ConfigMap.Data["LAMEDUCK_QUEUE_REPLICAS"]; got != "3" {
+		t.Errorf("LAMEDUCK_QUEUE_REPLICAS = %q; want 3", got)
+	}
+	if got := len(n.StatefulSet.Spec.VolumeClaimTemplates) > 0; got != persistent {
+		t.Errorf("NATS volumeClaimTemplates %v; want claims: %v", n.StatefulSet.Spec.VolumeClaimTemplates, persistent)
+	}
+	conf := n.ConfigMap.Data["nats.conf"]
+	for i := range 3 {
+		route := fmt.Sprintf("nats://%s-%d.%s.default.svc.cluster.local:6222", n.StatefulSet.Name, i, n.Headless.Name)
+		if !strings.Contains(conf, route) {
+			t.Errorf("nats.conf has no route %s:\n%s", route, conf)
+		}
 	}
 }
 
@@ -276,6 +315,10 @@ func TestChartRefuses(t *testing.T) {
 		{"a value outside the chart", "replica: 3", "additional properties 'replica' not allowed"},
 		{"no surge", "maxSurge: 0", "/maxSurge"},
 		{"a listener with no fixed port", "config: {httpAddr: \"localhost\"}", "/config/httpAddr"},
+		{"a stream on more servers than NATS runs", "{nats: {enabled: true, replicas: 1}, config: {queueReplicas: 3}}",
+			"config.queueReplicas 3 is more than nats.replicas 1"},
+		{"a NATS grace period shorter than its lame duck mode", "{nats: {enabled: true, terminationGracePeriodSeconds: 30}}",
+			"nats.terminationGracePeriodSeconds 30 is too short"},
 		{"a ServiceMonitor with no admin Service", "{adminService: {enabled: false}, metrics: {serviceMonitor: {enabled: true}}}",
 			"metrics.serviceMonitor.enabled needs adminService.enabled"},
 	}

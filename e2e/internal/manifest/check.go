@@ -46,7 +46,8 @@ func Variables() ([]string, error) {
 // It requires a Deployment, a ConfigMap, a Service and a PodDisruptionBudget,
 // and allows a HorizontalPodAutoscaler, an admin Service, a NetworkPolicy and
 // prometheus-operator's monitors (what they scrape is the chart tests' concern:
-// it does not touch a rollout). The replica count, the Service type
+// it does not touch a rollout), and the job queue's NATS servers (held to
+// rules of their own, see nats). The replica count, the Service type
 // and its node ports are the adopter's: Check only requires that the rollout
 // strategy and the budget hold at every count the Deployment may run at (its
 // replicas, or the autoscaler's minReplicas to maxReplicas).
@@ -61,6 +62,7 @@ func Check(m Manifests) error {
 	c.deployment()
 	c.service()
 	c.pdb()
+	c.nats()
 	return errors.Join(c.errs...)
 }
 

@@ -32,6 +32,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -55,7 +56,25 @@ type Manifests struct {
 	// prometheus-operator's, when the cluster runs it.
 	ServiceMonitor *monitoringv1.ServiceMonitor
 	PodMonitor     *monitoringv1.PodMonitor
+	// NATS holds the job queue's NATS servers, when the chart runs them
+	// (nats.enabled): objects labelled app.kubernetes.io/name "nats".
+	NATS NATS
 }
+
+// NATS holds the objects of the chart's NATS JetStream: a StatefulSet of
+// nats-server, its configuration, its client and headless Services and its
+// disruption budget. They are not lameduck's own: Check holds lameduck's
+// Deployment to its rules and these to CheckNATS's.
+type NATS struct {
+	StatefulSet *appsv1.StatefulSet
+	ConfigMap   *corev1.ConfigMap
+	Service     *corev1.Service // the clients' (lameduck's LAMEDUCK_QUEUE_URL)
+	Headless    *corev1.Service // clusterIP None: the servers' own names, for the routes
+	PDB         *policyv1.PodDisruptionBudget
+}
+
+// NATSName is the app.kubernetes.io/name label of the NATS objects.
+const NATSName = "nats"
 
 // extensions are the file extensions `kubectl apply -f DIR` reads.
 var extensions = []string{".yaml", ".yml", ".json"}
@@ -154,6 +173,9 @@ func (m *Manifests) add(raw []byte) error {
 	second := func(kind, name string) error {
 		return fmt.Errorf("a second %s (%q): lameduck deploys one", kind, name)
 	}
+	if o, err := meta.Accessor(obj); err == nil && o.GetLabels()["app.kubernetes.io/name"] == NATSName {
+		return m.NATS.add(obj, gvk.Kind)
+	}
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
 		if m.Deployment != nil {
@@ -202,6 +224,42 @@ func (m *Manifests) add(raw []byte) error {
 	default:
 		return fmt.Errorf("kind %s is not one lameduck deploys (Deployment, ConfigMap, Service, PodDisruptionBudget, "+
 			"HorizontalPodAutoscaler, NetworkPolicy, ServiceMonitor, PodMonitor)", gvk.GroupKind())
+	}
+	return nil
+}
+
+// add puts one NATS object in n.
+func (n *NATS) add(obj runtime.Object, kind string) error {
+	second := func(name string) error {
+		return fmt.Errorf("a second NATS %s (%q)", kind, name)
+	}
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		if n.StatefulSet != nil {
+			return second(o.Name)
+		}
+		n.StatefulSet = o
+	case *corev1.ConfigMap:
+		if n.ConfigMap != nil {
+			return second(o.Name)
+		}
+		n.ConfigMap = o
+	case *corev1.Service:
+		s := &n.Service
+		if o.Spec.ClusterIP == corev1.ClusterIPNone {
+			s = &n.Headless
+		}
+		if *s != nil {
+			return second(o.Name)
+		}
+		*s = o
+	case *policyv1.PodDisruptionBudget:
+		if n.PDB != nil {
+			return second(o.Name)
+		}
+		n.PDB = o
+	default:
+		return fmt.Errorf("kind %s is not one of the NATS servers' (StatefulSet, ConfigMap, Service, PodDisruptionBudget)", kind)
 	}
 	return nil
 }
