@@ -169,7 +169,7 @@ bin/kind:
 
 # --- end-to-end on kind ---------------------------------------------------------
 E2E_TIMEOUT ?= 45m
-.PHONY: e2e e2e-drain soak
+.PHONY: e2e e2e-drain e2e-jetstream soak
 
 ## e2e: kind cluster (KIND_CLUSTER to reuse one; KEEP_CLUSTER=1 to keep it), image, helm upgrade --install of
 ##   charts/lameduck (Helm's Go SDK; E2E_INSTALL=kustomize applies the e2e/kind overlay of k8s/ instead), helm test,
@@ -182,6 +182,14 @@ e2e: image
 ##   (evictions, the PDB), then the preStop=0 negative control
 e2e-drain: image
 	cd e2e && IMAGE=$(IMAGE) E2E_SCENARIO=drain $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) .
+
+## e2e-jetstream: the e2e's JetStream scenario (E2E_SCENARIO=jetstream): one node, the chart with
+##   e2e/kind/values-jetstream.yaml (two replicas, jobs in an R3 stream on three NATS servers); under a load of
+##   jobs a rolling restart, two SIGKILLs of a replica's process and a NATS pod deleted: every 202 processed;
+##   then the negative control, the same SIGKILL with the in-memory queue, must lose jobs
+e2e-jetstream: image nats-image
+	cd e2e && IMAGE=$(IMAGE) NATS_IMAGE=$(NATS_IMAGE) E2E_SCENARIO=jetstream $(GO) test -tags e2e -count=1 -v \
+	  -timeout $(E2E_TIMEOUT) -run 'TestHelmTest|TestJetStream' .
 
 ## soak: the e2e at length (not in CI): 60 rollouts asking 2000 req/s, about a million requests; it reports
 ##   the rate achieved and fails only below half of it (E2E_RATE_FLOOR, percent)

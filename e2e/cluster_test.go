@@ -35,7 +35,8 @@ var env struct {
 	cluster   string
 	provider  *cluster.Provider
 	keepAfter bool
-	scenario  string // E2E_SCENARIO: rollout (one node) or drain (a control plane and two workers)
+	scenario  string // E2E_SCENARIO: rollout (one node), drain (a control plane and two workers) or jetstream (one node)
+	values    string // the chart's values file for the kind cluster (E2E_INSTALL=helm)
 	// install is how lameduck is installed (E2E_INSTALL): "helm", the chart
 	// through Helm's SDK (release is the release), the rollout scenario's
 	// default; or "kustomize", the kind/ overlay of k8s/ as kubectl apply -k
@@ -75,18 +76,26 @@ func setUp() error {
 	name := os.Getenv("KIND_CLUSTER")
 	env.scenario = getenv("E2E_SCENARIO", scenarioRollout)
 	configFile, defaultName := "kind-config.yaml", "lameduck-e2e"
+	env.values = kindValues
+	images := []string{env.image}
 	switch env.scenario {
 	case scenarioRollout:
 	case scenarioDrain:
 		configFile, defaultName = "kind-multinode.yaml", "lameduck-e2e-drain"
+	case scenarioJetStream:
+		defaultName, env.values = "lameduck-e2e-jetstream", kindJetStreamValues
+		images = append(images, getenv("NATS_IMAGE", "lameduck-nats:dev"))
 	default:
-		return fmt.Errorf("E2E_SCENARIO=%q: want %s or %s", env.scenario, scenarioRollout, scenarioDrain)
+		return fmt.Errorf("E2E_SCENARIO=%q: want %s, %s or %s", env.scenario, scenarioRollout, scenarioDrain, scenarioJetStream)
 	}
 	env.install = installHelm
 	if env.scenario == scenarioDrain {
 		env.install = installKustomize
 	}
 	env.install = getenv("E2E_INSTALL", env.install)
+	if env.scenario == scenarioJetStream && env.install != installHelm {
+		return fmt.Errorf("E2E_SCENARIO=%s installs NATS with the chart: E2E_INSTALL=%s is not supported", scenarioJetStream, env.install)
+	}
 	// Before any cluster: the Service must be reachable through this one.
 	var err error
 	if env.nodePort, err = nodePortURL(env.install, configFile); err != nil {
@@ -133,8 +142,10 @@ func setUp() error {
 		fmt.Fprintf(os.Stderr, "e2e: reusing kind cluster %s\n", name)
 	}
 
-	if err := loadImage(name, env.image); err != nil {
-		return err
+	for _, image := range images {
+		if err := loadImage(name, image); err != nil {
+			return err
+		}
 	}
 	kubeconfig, err := env.provider.KubeConfig(name, false)
 	if err != nil {
@@ -154,7 +165,7 @@ func setUp() error {
 		return err
 	}
 	if env.install == installHelm {
-		if env.release, err = newRelease(kubeconfig, "default", env.image); err != nil {
+		if env.release, err = newRelease(kubeconfig, "default", env.image, env.values); err != nil {
 			return err
 		}
 	}

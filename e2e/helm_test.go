@@ -38,8 +38,9 @@ type release struct {
 
 const releaseName = "lameduck"
 
-// newRelease connects Helm to the cluster of kubeconfig, namespace ns.
-func newRelease(kubeconfig, ns, image string) (*release, error) {
+// newRelease connects Helm to the cluster of kubeconfig, namespace ns, with
+// the values of valuesFile and the image.
+func newRelease(kubeconfig, ns, image, valuesFile string) (*release, error) {
 	path := filepath.Join(os.TempDir(), "lameduck-e2e-helm-kubeconfig")
 	if err := os.WriteFile(path, []byte(kubeconfig), 0o600); err != nil {
 		return nil, fmt.Errorf("helm kubeconfig: %w", err)
@@ -54,9 +55,9 @@ func newRelease(kubeconfig, ns, image string) (*release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", chartDir, err)
 	}
-	vals, err := loader.LoadValues(bytes.NewReader(must(os.ReadFile(kindValues))))
+	vals, err := loader.LoadValues(bytes.NewReader(must(os.ReadFile(valuesFile))))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", kindValues, err)
+		return nil, fmt.Errorf("%s: %w", valuesFile, err)
 	}
 	repo, tag, ok := strings.Cut(image, ":")
 	if !ok || strings.Contains(tag, "/") {

@@ -55,8 +55,11 @@ func readParams(t *testing.T) params {
 	t.Helper()
 	p := params{Rollouts: 3, NegativeRollouts: 2, OverloadRollouts: 1, Rate: defaultRate, Floor: 80, Prestop: 5 * time.Second,
 		Scenario: env.scenario}
-	if p.Scenario == scenarioDrain {
+	switch p.Scenario {
+	case scenarioDrain:
 		p.Rate = defaultDrainRate
+	case scenarioJetStream:
+		p.Rate = jetStreamRate
 	}
 	for _, v := range []struct {
 		key string
@@ -121,6 +124,11 @@ type outcome struct {
 	removal     map[string]time.Duration
 	missing     []string // accepted job ids never logged as processed
 	dropped     int
+	// duplicates counts the jobs logged as processed more than once, extra
+	// the processings beyond each one's first; redeliveries is when each
+	// redelivered job (JetStream) was begun.
+	duplicates, extra int
+	redeliveries      []time.Time
 	// pathErr is what checkDataPath found after the load, nil when the path
 	// from the host to the pods still worked.
 	pathErr error
@@ -261,6 +269,8 @@ func runUnderLoad(t *testing.T, m loadtest.Mix, ds []disruption) outcome {
 		pause(ctx, 200*time.Millisecond) // polling the ledger, bounded by deadline
 	}
 	out.report.Processed = len(out.report.Accepted) - len(out.missing)
+	out.duplicates, out.extra = ledger.Duplicates()
+	out.redeliveries = ledger.Redeliveries()
 	out.summaries = ledger.Summaries()
 	out.removal = w.endpointRemoval()
 	out.byPod = map[[2]string]int{}
