@@ -3,8 +3,11 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"sync"
@@ -159,7 +162,8 @@ func (w *watcher) follow(pod string) {
 		restarts := w.restartsOf(pod)
 		stream, err := w.k.cs.CoreV1().Pods(w.k.ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true}).Stream(w.ctx)
 		if err == nil {
-			readErr := w.ledger.Read(pod, stream)
+			lines := &lineCounter{r: stream}
+			readErr := w.ledger.Read(pod, lines)
 			stream.Close()
 			if w.ctx.Err() != nil {
 				return
@@ -168,6 +172,9 @@ func (w *watcher) follow(pod string) {
 				if !w.restarted(pod, restarts) {
 					return
 				}
+				// A killed container's stream can end before its last
+				// lines: read them from its log, past those read.
+				w.catchUp(pod, lines.n)
 				attempt = 0
 				continue
 			}
@@ -217,6 +224,36 @@ func (w *watcher) waitLogsEnded(ctx context.Context, pods []string) error {
 		}
 	}
 	return nil
+}
+
+// catchUp reads the log of pod's previous container (the one that ended)
+// into the ledger, skipping its first skip lines, read already.
+func (w *watcher) catchUp(pod string, skip int) {
+	prev, err := w.k.cs.CoreV1().Pods(w.k.ns).GetLogs(pod, &corev1.PodLogOptions{Previous: true}).Stream(w.ctx)
+	if err != nil {
+		w.ledger.Line(pod, []byte(fmt.Sprintf(`{"msg":"e2e: previous log unreadable","err":%q}`, err.Error())))
+		return
+	}
+	defer prev.Close()
+	sc := bufio.NewScanner(prev)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for n := 0; sc.Scan(); n++ {
+		if n >= skip {
+			w.ledger.Line(pod, sc.Bytes())
+		}
+	}
+}
+
+// lineCounter counts the complete lines read through it.
+type lineCounter struct {
+	r io.Reader
+	n int
+}
+
+func (c *lineCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += bytes.Count(p[:n], []byte{'\n'})
+	return n, err
 }
 
 func (w *watcher) restartsOf(pod string) int32 {
