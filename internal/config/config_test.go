@@ -427,3 +427,23 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestAckWait(t *testing.T) {
+	tests := []struct {
+		maxWork, want time.Duration
+	}{
+		{0, time.Second},
+		{250 * time.Millisecond, time.Second},
+		{time.Second, time.Second},
+		{4 * time.Second, 4 * time.Second},
+		{10 * time.Second, 10 * time.Second},
+		{time.Minute, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.maxWork.String(), func(t *testing.T) {
+			if got := (config.Config{MaxWork: tt.maxWork}).AckWait(); got != tt.want {
+				t.Errorf("AckWait() with MAX_WORK=%s = %s; want %s", tt.maxWork, got, tt.want)
+			}
+		})
+	}
+}

@@ -50,7 +50,7 @@ type payload struct {
 }
 
 // Queue is the job queue on JetStream. Create it with Open; its workers run
-// until Drain or Abort returns. Every method is safe for concurrent use.
+// until Drain returns. Every method is safe for concurrent use.
 type Queue struct {
 	logger   *slog.Logger
 	metrics  *metrics.Metrics
@@ -63,15 +63,15 @@ type Queue struct {
 	cons jetstream.Consumer // nil until the stream and the consumer exist
 
 	closed   atomic.Bool
-	stopping context.Context // done once Drain or Abort began: no more fetches
+	stopping context.Context // done once Drain began: no more fetches
 	stop     context.CancelFunc
 	halted   context.Context // done at the drain deadline: running jobs go back to the stream
 	halt     context.CancelFunc
 	done     chan struct{} // closed when every worker has returned
 
-	accepted, processed, handedBack, redelivered atomic.Int64
-	connected, inProgress                        prometheus.Gauge
-	redeliveredTotal, handedBackTotal            prometheus.Counter
+	accepted, processed, handedBack   atomic.Int64
+	connected, inProgress             prometheus.Gauge
+	redeliveredTotal, handedBackTotal prometheus.Counter
 }
 
 // Open connects to the NATS servers of cfg.QueueURL and starts cfg.Workers
@@ -226,15 +226,6 @@ func (q *Queue) Drain(ctx context.Context) queue.Stats {
 	return q.finish()
 }
 
-// Abort closes the queue and hands every running job back at once.
-func (q *Queue) Abort() queue.Stats {
-	q.Close()
-	q.stop()
-	q.halt()
-	<-q.done
-	return q.finish()
-}
-
 // finish asks the engine what it still holds, then closes the connection
 // (after its acks and naks are sent).
 func (q *Queue) finish() queue.Stats {
@@ -260,10 +251,7 @@ func (q *Queue) Stats() queue.Stats {
 	return queue.Stats{Accepted: q.accepted.Load(), Processed: q.processed.Load(), HandedBack: q.handedBack.Load()}
 }
 
-// Redelivered is how many jobs begun here had been delivered before.
-func (q *Queue) Redelivered() int64 { return q.redelivered.Load() }
-
-// worker fetches one job at a time until Drain or Abort, and processes it.
+// worker fetches one job at a time until Drain, and processes it.
 // While the engine cannot be reached it retries every second, logging once
 // when it begins failing and once when it recovers.
 func (q *Queue) worker() {
@@ -354,7 +342,6 @@ func (q *Queue) handle(msg jetstream.Msg) {
 		return
 	}
 	if meta.NumDelivered > 1 {
-		q.redelivered.Add(1)
 		q.redeliveredTotal.Inc()
 		q.logger.Info("job redelivered", "job_id", id, "deliveries", meta.NumDelivered,
 			"stored_for", time.Since(meta.Timestamp).String())
