@@ -284,6 +284,20 @@ func TestEngineDownIs503(t *testing.T) {
 	waitProcessed(t, p, last.id, 10*time.Second)
 }
 
+func TestFullStreamIs503(t *testing.T) {
+	e := startEngine(t)
+	// The stream holds 2 jobs, the one running included (a job leaves it
+	// when acked): the third waits for room.
+	p := lameduck(t, e, "a", "LAMEDUCK_WORKERS=1", "LAMEDUCK_QUEUE_SIZE=2", "LAMEDUCK_MAX_WORK=3s")
+	accepted(t, p, 3*time.Second, "")
+	accepted(t, p, 3*time.Second, "")
+	a := post(t, p, 3*time.Second, "")
+	if a.code != http.StatusServiceUnavailable || a.retryAfter == "" || !strings.Contains(a.body, "full") {
+		t.Fatalf("SERVICE: POST /jobs on a full stream = %d (Retry-After %q) %q; want 503, full, with a Retry-After",
+			a.code, a.retryAfter, a.body)
+	}
+}
+
 func TestKilledReplicasJobIsRedelivered(t *testing.T) {
 	e := startEngine(t)
 	env := []string{"LAMEDUCK_WORKERS=1", "LAMEDUCK_MAX_WORK=2s"} // ack wait 2s
