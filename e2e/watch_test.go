@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -158,24 +157,35 @@ func started(p *corev1.Pod) bool {
 // for good: a container killed and restarted in place (the pod stays) is
 // followed again, from its new start.
 func (w *watcher) follow(pod string) {
+	seen := 0 // lines of the current container read into the ledger
 	for attempt := 0; w.ctx.Err() == nil; attempt++ {
 		restarts := w.restartsOf(pod)
 		stream, err := w.k.cs.CoreV1().Pods(w.k.ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true}).Stream(w.ctx)
 		if err == nil {
-			lines := &lineCounter{r: stream}
-			readErr := w.ledger.Read(pod, lines)
+			// A stream opened again shows the container's log from its
+			// start: skip what was read before.
+			var n int
+			n, err = w.read(pod, stream, seen)
+			seen = max(seen, n)
 			stream.Close()
 			if w.ctx.Err() != nil {
 				return
 			}
-			if readErr == nil {
+			if err == nil {
 				if !w.restarted(pod, restarts) {
 					return
 				}
 				// A killed container's stream can end before its last
 				// lines: read them from its log, past those read.
-				w.catchUp(pod, lines.n)
-				attempt = 0
+				prev, perr := w.k.cs.CoreV1().Pods(w.k.ns).GetLogs(pod, &corev1.PodLogOptions{Previous: true}).Stream(w.ctx)
+				if perr == nil {
+					_, perr = w.read(pod, prev, seen)
+					prev.Close()
+				}
+				if perr != nil {
+					w.ledger.Line(pod, []byte(fmt.Sprintf(`{"msg":"e2e: previous log unreadable","err":%q}`, perr.Error())))
+				}
+				seen, attempt = 0, 0
 				continue
 			}
 		}
@@ -188,6 +198,23 @@ func (w *watcher) follow(pod string) {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// read feeds the lines of r after the first skip to the ledger, and
+// returns how many lines r had.
+func (w *watcher) read(pod string, r io.Reader, skip int) (int, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	n := 0
+	for ; sc.Scan(); n++ {
+		if n >= skip {
+			w.ledger.Line(pod, sc.Bytes())
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return n, fmt.Errorf("read log of %s: %w", pod, err)
+	}
+	return n, nil
 }
 
 func (w *watcher) slice(s *discoveryv1.EndpointSlice) {
@@ -224,36 +251,6 @@ func (w *watcher) waitLogsEnded(ctx context.Context, pods []string) error {
 		}
 	}
 	return nil
-}
-
-// catchUp reads the log of pod's previous container (the one that ended)
-// into the ledger, skipping its first skip lines, read already.
-func (w *watcher) catchUp(pod string, skip int) {
-	prev, err := w.k.cs.CoreV1().Pods(w.k.ns).GetLogs(pod, &corev1.PodLogOptions{Previous: true}).Stream(w.ctx)
-	if err != nil {
-		w.ledger.Line(pod, []byte(fmt.Sprintf(`{"msg":"e2e: previous log unreadable","err":%q}`, err.Error())))
-		return
-	}
-	defer prev.Close()
-	sc := bufio.NewScanner(prev)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for n := 0; sc.Scan(); n++ {
-		if n >= skip {
-			w.ledger.Line(pod, sc.Bytes())
-		}
-	}
-}
-
-// lineCounter counts the complete lines read through it.
-type lineCounter struct {
-	r io.Reader
-	n int
-}
-
-func (c *lineCounter) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += bytes.Count(p[:n], []byte{'\n'})
-	return n, err
 }
 
 func (w *watcher) restartsOf(pod string) int32 {

@@ -126,7 +126,10 @@ type jobQueue interface {
 func newQueue(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, reg *prometheus.Registry) (jobQueue, server.Enqueuer, error) {
 	if cfg.QueueURL != "" {
 		q, err := jetstream.Open(cfg, logger, m, reg)
-		return q, q, err
+		if err != nil {
+			return nil, nil, err
+		}
+		return q, q, nil
 	}
 	q := queue.New(cfg.QueueSize, cfg.Workers,
 		queue.Admission{Budget: cfg.DrainBudget(), PerJob: config.JobAllowance}, logger, m)

@@ -163,6 +163,9 @@ const (
 	maxKeys      = 10_000_000
 	maxDuration  = 24 * time.Hour
 	maxReplicas  = 5
+	// leastDedupeWindow is the shortest de-duplication window JetStream
+	// takes (and 0 would mean its default, 2 minutes).
+	leastDedupeWindow = 100 * time.Millisecond
 )
 
 // checkQueueURL accepts a comma-separated list of nats:// (or tls://) URLs
@@ -314,6 +317,10 @@ func (c Config) rangeProblems() []problem {
 		}
 		if c.QueueReplicas < 1 || c.QueueReplicas > maxReplicas {
 			bad("QUEUE_REPLICAS", "must be between 1 and %d (JetStream's limit), got %d", maxReplicas, c.QueueReplicas)
+		}
+		if c.IdempotencyTTL >= 0 && c.IdempotencyTTL < leastDedupeWindow {
+			bad("IDEMPOTENCY_TTL", "must be at least %s with LAMEDUCK_QUEUE_URL set: it is the stream's de-duplication window, and JetStream refuses a shorter one, got %s",
+				leastDedupeWindow, c.IdempotencyTTL)
 		}
 	}
 	if c.PrestopQuiet == 0 {

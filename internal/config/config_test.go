@@ -133,6 +133,8 @@ func TestLoadRejectsBadValues(t *testing.T) {
 			[]string{"LAMEDUCK_QUEUE_URL", "has no host"}},
 		{"stream name not one token", map[string]string{"LAMEDUCK_QUEUE_URL": "nats://a:4222", "LAMEDUCK_QUEUE_STREAM": "jobs.a"},
 			[]string{"LAMEDUCK_QUEUE_STREAM", "letters, digits"}},
+		{"dedupe window too short for JetStream", map[string]string{"LAMEDUCK_QUEUE_URL": "nats://a:4222", "LAMEDUCK_IDEMPOTENCY_TTL": "50ms"},
+			[]string{"LAMEDUCK_IDEMPOTENCY_TTL", "at least 100ms"}},
 		{"six stream replicas", map[string]string{"LAMEDUCK_QUEUE_URL": "nats://a:4222", "LAMEDUCK_QUEUE_REPLICAS": "6"},
 			[]string{"LAMEDUCK_QUEUE_REPLICAS", "between 1 and 5"}},
 		{"zero workers", map[string]string{"LAMEDUCK_WORKERS": "0"},

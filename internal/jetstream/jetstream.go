@@ -38,10 +38,17 @@ const (
 	opTimeout = 2 * time.Second
 	// retryAfter is the Retry-After of a job the engine did not store.
 	retryAfter = time.Second
-	// errStoreFailed is JetStream's error code for a message the stream
-	// would not store: with the discard-new policy, the stream is full.
-	errStoreFailed = 10077
+	// finishTimeout bounds what the drain does after its deadline: asking
+	// the engine what it holds, and sending the last acks.
+	finishTimeout = 500 * time.Millisecond
+	// pingInterval: a NATS server that vanishes without closing the
+	// connection (a lost node) is noticed within 2 of these.
+	pingInterval = 5 * time.Second
 )
+
+// jsErrStoreFailed is JetStream's error for a message the stream would not
+// store: with the discard-new policy, the stream is full.
+const jsErrStoreFailed jetstream.ErrorCode = 10077
 
 // payload is a job as the stream stores it.
 type payload struct {
@@ -62,12 +69,10 @@ type Queue struct {
 	mu   sync.Mutex         // guards cons
 	cons jetstream.Consumer // nil until the stream and the consumer exist
 
-	closed   atomic.Bool
-	stopping context.Context // done once Drain began: no more fetches
-	stop     context.CancelFunc
-	halted   context.Context // done at the drain deadline: running jobs go back to the stream
-	halt     context.CancelFunc
-	done     chan struct{} // closed when every worker has returned
+	closed atomic.Bool
+	stop   context.CancelFunc // Drain began: the workers fetch no more
+	halt   context.CancelFunc // the drain deadline: running jobs go back to the stream
+	done   chan struct{}      // closed when every worker has returned
 
 	accepted, processed, handedBack   atomic.Int64
 	connected, inProgress             prometheus.Gauge
@@ -111,14 +116,15 @@ func Open(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, reg promet
 			Help: "Jobs begun here and returned to the stream unfinished at the drain deadline, for another replica.",
 		}),
 	}
-	if err := reg.Register(q.connected); err != nil {
-		return nil, fmt.Errorf("register metrics: %w", err)
-	}
-	reg.MustRegister(q.inProgress, q.redeliveredTotal, q.handedBackTotal)
+	reg.MustRegister(q.connected, q.inProgress, q.redeliveredTotal, q.handedBackTotal)
 	m.JobsRejected.WithLabelValues(metrics.ReasonUnavailable)
 
 	nc, err := nats.Connect(cfg.QueueURL, nats.Name("lameduck"),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(2),
+		// No buffering while reconnecting: a publish then fails at once
+		// (503), rather than being sent later for a client told 503.
+		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(c *nats.Conn) { q.linkUp("connected", c) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { q.linkUp("reconnected", c) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -135,11 +141,12 @@ func Open(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, reg promet
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	q.stopping, q.stop = context.WithCancel(context.Background())
-	q.halted, q.halt = context.WithCancel(context.Background())
+	stopping, stop := context.WithCancel(context.Background())
+	halted, halt := context.WithCancel(context.Background())
+	q.stop, q.halt = stop, halt
 	var wg sync.WaitGroup
 	for range max(cfg.Workers, 1) {
-		wg.Go(q.worker)
+		wg.Go(func() { q.worker(stopping, halted) })
 	}
 	go func() {
 		wg.Wait()
@@ -168,7 +175,9 @@ func jobID(stream string, seq uint64) string {
 // replica took it. A job not stored is refused with a *queue.RejectedError:
 // ErrClosed once the shutdown closed the queue, ErrFull when the stream
 // holds LAMEDUCK_QUEUE_SIZE jobs, ErrUnavailable when the engine cannot be
-// reached or did not answer within 2 s.
+// reached or did not answer within 2 s. (A publish that timed out may still
+// be stored: a client's retry with its Idempotency-Key finds it.) The
+// publish outlives a client that hangs up: a refusal is the engine's.
 func (q *Queue) Enqueue(ctx context.Context, j queue.Job, key string) (id string, replayed bool, err error) {
 	if q.closed.Load() {
 		return "", false, q.reject(metrics.ReasonClosed, queue.ErrClosed, 0)
@@ -184,11 +193,14 @@ func (q *Queue) Enqueue(ctx context.Context, j queue.Job, key string) (id string
 	if key != "" {
 		opts = append(opts, jetstream.WithMsgID(key))
 	}
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
 	ack, err := q.js.Publish(ctx, q.stream.Name, data, opts...)
 	if err != nil {
-		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.ErrorCode == errStoreFailed {
+		// Every other error is unavailable, including two publishes of one
+		// key at once on a replicated stream (10158, "in process"): the
+		// retry finds the first.
+		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.ErrorCode == jsErrStoreFailed {
 			return "", false, q.reject(metrics.ReasonFull, queue.ErrFull, retryAfter)
 		}
 		q.logger.Debug("job not stored", "err", err)
@@ -226,21 +238,24 @@ func (q *Queue) Drain(ctx context.Context) queue.Stats {
 	return q.finish()
 }
 
-// finish asks the engine what it still holds, then closes the connection
-// (after its acks and naks are sent).
+// finish asks the engine what it still holds and sends the last acks and
+// naks, within finishTimeout each, then closes the connection.
 func (q *Queue) finish() queue.Stats {
 	q.halt()
 	stats := q.Stats()
 	stats.Left = -1
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if c, err := q.js.Consumer(ctx, q.stream.Name, consumerName); err == nil {
+	q.mu.Lock()
+	c := q.cons
+	q.mu.Unlock()
+	if c != nil && q.nc.IsConnected() {
+		ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
 		if info, err := c.Info(ctx); err == nil {
 			stats.Left = int64(info.NumPending) + int64(info.NumAckPending)
 		}
-	}
-	if err := q.nc.FlushTimeout(opTimeout); err != nil {
-		q.logger.Warn("job queue: flush before close", "err", err)
+		cancel()
+		if err := q.nc.FlushTimeout(finishTimeout); err != nil {
+			q.logger.Warn("job queue: flush before close", "err", err)
+		}
 	}
 	q.nc.Close()
 	return stats
@@ -251,27 +266,33 @@ func (q *Queue) Stats() queue.Stats {
 	return queue.Stats{Accepted: q.accepted.Load(), Processed: q.processed.Load(), HandedBack: q.handedBack.Load()}
 }
 
-// worker fetches one job at a time until Drain, and processes it.
-// While the engine cannot be reached it retries every second, logging once
-// when it begins failing and once when it recovers.
-func (q *Queue) worker() {
+// worker fetches one job at a time until stopping ends, and processes it;
+// halted ends the running job (handed back). While the stream or the
+// consumer cannot be had, or fetching fails, it retries every second,
+// creating them again (they may have been deleted, or lost with a NATS
+// server), and logs once when it begins failing and once when it
+// recovers.
+func (q *Queue) worker(stopping, halted context.Context) {
 	failing := false
-	for q.stopping.Err() == nil {
-		msg, err := q.fetch()
+	for stopping.Err() == nil {
+		c, err := q.consumerOrCreate(stopping)
+		var msg jetstream.Msg
+		if err == nil {
+			msg, err = fetch(stopping, c)
+		}
 		switch {
 		case err == nil:
-			q.handle(msg)
-		case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded), q.stopping.Err() != nil:
-			// no job within fetchWait, or the drain began
+			q.handle(halted, c, msg)
+		case stopping.Err() != nil:
+		case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded) && c != nil:
+			// no job within fetchWait
 		default:
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-				q.forget() // deleted under us: create it again
-			}
+			q.forget()
 			if !failing {
 				q.logger.Warn("job queue: cannot fetch jobs, retrying every second", "err", err)
 			}
 			failing = true
-			sleep(q.stopping, time.Second)
+			sleep(stopping, time.Second)
 			continue
 		}
 		if failing {
@@ -281,26 +302,22 @@ func (q *Queue) worker() {
 	}
 }
 
-// fetch waits at most fetchWait for the next job, or until the drain begins.
-func (q *Queue) fetch() (jetstream.Msg, error) {
-	c, err := q.consumerOrCreate()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(q.stopping, fetchWait)
+// fetch waits at most fetchWait for c's next job, or until stopping ends.
+func fetch(stopping context.Context, c jetstream.Consumer) (jetstream.Msg, error) {
+	ctx, cancel := context.WithTimeout(stopping, fetchWait)
 	defer cancel()
 	return c.Next(jetstream.FetchContext(ctx))
 }
 
 // consumerOrCreate returns the consumer, creating the stream and the
 // consumer first (or updating their limits) if this replica has not yet.
-func (q *Queue) consumerOrCreate() (jetstream.Consumer, error) {
+func (q *Queue) consumerOrCreate(ctx context.Context) (jetstream.Consumer, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.cons != nil {
 		return q.cons, nil
 	}
-	ctx, cancel := context.WithTimeout(q.stopping, opTimeout)
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	st, err := q.js.CreateOrUpdateStream(ctx, q.stream)
 	if err != nil {
@@ -322,9 +339,11 @@ func (q *Queue) forget() {
 	q.cons = nil
 }
 
-// handle processes one job and acks it, or hands it back at the drain
-// deadline.
-func (q *Queue) handle(msg jetstream.Msg) {
+// handle processes one job of c and acks it, or hands it back once halted
+// ends. The job's effect (here, its log record) comes before its ack: a
+// replica killed in between has it redelivered and done twice (at least
+// once), never acked and not done.
+func (q *Queue) handle(halted context.Context, c jetstream.Consumer, msg jetstream.Msg) {
 	q.inProgress.Inc()
 	defer q.inProgress.Dec()
 	meta, err := msg.Metadata()
@@ -346,7 +365,13 @@ func (q *Queue) handle(msg jetstream.Msg) {
 		q.logger.Info("job redelivered", "job_id", id, "deliveries", meta.NumDelivered,
 			"stored_for", time.Since(meta.Timestamp).String())
 	}
-	if err := q.process(msg, p.Work); err != nil {
+	// The consumer's ack wait, not this replica's: during a rollout that
+	// changes LAMEDUCK_MAX_WORK, the newest replica has set it.
+	ackWait := q.consumer.AckWait
+	if info := c.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		ackWait = info.Config.AckWait
+	}
+	if err := process(halted, msg, p.Work, ackWait/3, q.logger); err != nil {
 		if nerr := msg.Nak(); nerr != nil {
 			err = fmt.Errorf("%w; its nak failed too (%w): redelivered after the ack wait", err, nerr)
 		}
@@ -355,28 +380,28 @@ func (q *Queue) handle(msg jetstream.Msg) {
 		q.logger.Warn("job handed back", "job_id", id, "reason", err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := msg.DoubleAck(ctx); err != nil {
-		// Processed, but the engine may not know: it will redeliver the job.
-		q.logger.Warn("job processed but not acked: it will be redelivered", "job_id", id, "err", err)
-	}
 	q.processed.Add(1)
 	q.metrics.JobsProcessed.Inc()
 	latency := time.Since(meta.Timestamp)
 	q.metrics.JobLatency.Observe(latency.Seconds())
 	q.logger.Info("job processed", "job_id", id, "work", p.Work.String(), "latency", latency.String(),
 		"deliveries", meta.NumDelivered)
+	ctx, cancel := context.WithTimeout(halted, opTimeout)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		// Processed, but the engine may not know: it will redeliver the job.
+		q.logger.Warn("job ack failed: it will be redelivered", "job_id", id, "err", err)
+	}
 }
 
 // errHalted is why a job stops: the drain deadline, or an abort.
 var errHalted = errors.New("halted at the drain deadline")
 
-// process simulates work, telling the engine every third of the ack wait
-// that the job is in progress, so that it keeps its lease however long it
-// takes. It fails once the queue is halted.
-func (q *Queue) process(msg jetstream.Msg, work time.Duration) error {
-	if q.halted.Err() != nil {
+// process simulates work, telling the engine every beat that the job is in
+// progress, so that it keeps its lease however long it takes. It fails once
+// halted ends.
+func process(halted context.Context, msg jetstream.Msg, work, beat time.Duration, logger *slog.Logger) error {
+	if halted.Err() != nil {
 		return errHalted
 	}
 	if work <= 0 {
@@ -384,17 +409,17 @@ func (q *Queue) process(msg jetstream.Msg, work time.Duration) error {
 	}
 	done := time.NewTimer(work)
 	defer done.Stop()
-	beat := time.NewTicker(q.consumer.AckWait / 3)
-	defer beat.Stop()
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
 	for {
 		select {
 		case <-done.C:
 			return nil
-		case <-beat.C:
+		case <-tick.C:
 			if err := msg.InProgress(); err != nil {
-				q.logger.Debug("job queue: in-progress ack failed", "err", err)
+				logger.Debug("job queue: in-progress ack failed", "err", err)
 			}
-		case <-q.halted.Done():
+		case <-halted.Done():
 			return errHalted
 		}
 	}

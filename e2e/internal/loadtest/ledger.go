@@ -1,10 +1,8 @@
 package loadtest
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"sort"
@@ -91,20 +89,6 @@ type Ledger struct {
 // NewLedger returns an empty Ledger.
 func NewLedger() *Ledger {
 	return &Ledger{processed: map[string]int{}, dropped: map[string]bool{}}
-}
-
-// Read records every line of r, a replica's log, until EOF or a read error,
-// which it returns.
-func (l *Ledger) Read(source string, r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		l.Line(source, sc.Bytes())
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read log of %s: %w", source, err)
-	}
-	return nil
 }
 
 // Line records one log line from source.

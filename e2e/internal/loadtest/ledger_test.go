@@ -19,8 +19,8 @@ not json`,
 	}
 	l := NewLedger()
 	for source, log := range logs {
-		if err := l.Read(source, strings.NewReader(log)); err != nil {
-			t.Fatal(err)
+		for line := range strings.SplitSeq(log, "\n") {
+			l.Line(source, []byte(line))
 		}
 	}
 	tests := []struct {
