@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -340,6 +342,27 @@ func TestIdleExitsAfterPrestop(t *testing.T) {
 // with code 130, after logging what it abandons: the queued job, and the
 // request it cut, which counts as code="cut", not as the 200 its handler
 // would have written.
+// getOnce sends GET path on a connection of its own and returns why no
+// answer came, or "answered CODE". Not http.Client: its transport sends a
+// GET again, on a new connection, when the first closes unanswered.
+func getOnce(addr, path string, timeout time.Duration) error {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: lameduck\r\n\r\n", path); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return fmt.Errorf("answered %d", resp.StatusCode)
+}
+
 func TestSecondSignalAborts(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -347,13 +370,8 @@ func TestSecondSignalAborts(t *testing.T) {
 		"LAMEDUCK_GRACE_PERIOD=60s", "LAMEDUCK_WORKERS=1", "LAMEDUCK_MAX_WORK=20s")
 	id := postJob(t, &http.Client{Timeout: 5 * time.Second}, "http://"+p.app, "20s")
 	slow := make(chan error, 1)
-	go func() { // ends when the abort closes its connection, or by the client timeout
-		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + p.app + "/hello?delay=4s")
-		if err == nil {
-			resp.Body.Close()
-			err = fmt.Errorf("answered %d", resp.StatusCode)
-		}
-		slow <- err
+	go func() { // ends when the abort closes its connection, or by the deadline
+		slow <- getOnce(p.app, "/hello?delay=4s", 10*time.Second)
 	}()
 	waitFor(t, 5*time.Second, "the slow request in flight", func() bool {
 		return metric(t, "http://"+p.admin, "lameduck_http_inflight_requests") >= 1

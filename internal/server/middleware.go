@@ -84,7 +84,8 @@ func (h *Handler) limit(next http.Handler, max int, gate *health.Gate, m *metric
 // instrument counts every request, by route and status code, with its
 // duration, or as cut when the shutdown deadline cut it (whatever its
 // handler wrote as the connection closed), and those that arrive after the
-// signal. Once gate is draining, every response written from then on
+// signal. A cut request is aborted (http.ErrAbortHandler): its client sees
+// the connection close, never a made-up answer. Once gate is draining, every response written from then on
 // carries Connection: close, including responses to requests in flight at
 // the signal, so that no client is handed back a pooled connection only to
 // have it closed under it when the listener shuts down; on HTTP/2, net/http
@@ -96,7 +97,16 @@ func instrument(next http.Handler, m *metrics.Metrics, gate *health.Gate, t *tim
 		}
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, gate: gate, timeouts: t, code: http.StatusOK}
-		defer func() { m.Observe(r.URL.Path, sw.code, time.Since(start), cutByShutdown(r.Context())) }()
+		defer func() {
+			cut := cutByShutdown(r.Context())
+			m.Observe(r.URL.Path, sw.code, time.Since(start), cut)
+			if cut {
+				// A cut request gets no answer: net/http closes its
+				// connection (HTTP/2: resets its stream) rather than send
+				// the empty 200 of a handler that returned unwritten.
+				panic(http.ErrAbortHandler)
+			}
+		}()
 		next.ServeHTTP(sw, r)
 	})
 }
