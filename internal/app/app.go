@@ -475,7 +475,9 @@ func (s *service) shutdownHTTP(abort context.Context) (cut int) {
 	s.logger.Warn("cutting requests still running", "requests_cut", cut, "aborted", abort.Err() != nil)
 	s.cut(server.ErrCut) // their contexts end with this cause: lameduck_http_requests_cut_total
 	s.app.Close()        // and their connections close; give their handlers a moment to return
-	exit, cancelExit := context.WithTimeout(abort, handlerExit)
+	// Even after a second signal: a cut handler returns at once, and only
+	// then is it counted, so the account waits for it, briefly.
+	exit, cancelExit := context.WithTimeout(context.Background(), handlerExit)
 	defer cancelExit()
 	if err := waitUntil(exit, s.quiet); err != nil {
 		s.logger.Warn("handlers still running after their requests were cut", "err", err)
