@@ -278,6 +278,13 @@ func TestEngineDownIs503(t *testing.T) {
 	}
 	// Back: jobs are taken again once the connection is.
 	e.start()
+	acceptedAgain(t, p, "the engine's return")
+}
+
+// acceptedAgain posts a job to p until one is answered 202 (within 20 s of
+// what made p refuse them, why), and waits for it to be processed.
+func acceptedAgain(t *testing.T, p *child.Process, why string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var last answer
@@ -285,7 +292,7 @@ func TestEngineDownIs503(t *testing.T) {
 		last = post(t, p, 0, "")
 		return last.code == http.StatusAccepted
 	}); err != nil {
-		t.Fatalf("SERVICE: no 202 within 20s of the engine's return; last %d %q\n%s", last.code, last.body, p.Log())
+		t.Fatalf("SERVICE: no 202 within 20s of %s; last %d %q\n%s", why, last.code, last.body, p.Log())
 	}
 	waitProcessed(t, p, last.id, 10*time.Second)
 }
@@ -313,16 +320,7 @@ func TestDeletedStreamIsCreatedAgain(t *testing.T) {
 	if err := e.client(t).DeleteStream(context.Background(), stream); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var last answer
-	if err := child.Until(ctx, 100*time.Millisecond, func() bool {
-		last = post(t, p, 0, "")
-		return last.code == http.StatusAccepted
-	}); err != nil {
-		t.Fatalf("SERVICE: no 202 within 20s of the stream's deletion; last %d %q\n%s", last.code, last.body, p.Log())
-	}
-	waitProcessed(t, p, last.id, 10*time.Second)
+	acceptedAgain(t, p, "the stream's deletion")
 }
 
 func TestKilledReplicasJobIsRedelivered(t *testing.T) {
